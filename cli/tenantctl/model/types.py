@@ -63,7 +63,7 @@ class Backend:
 @dataclass(frozen=True)
 class Settings:
     region: str = "eu-west-1"
-    account_id: str = "000000000000"
+    account_id: str = "123456789012"  # moto's default account
     prefix: str = ""  # prepended to every IAM and Postgres object name tenantctl creates
     postgres_engine: str = "native"
     target: str = "local"

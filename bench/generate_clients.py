@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 
+PUBLIC_FIRST_OCTETS = (3, 13, 18, 34, 35, 44, 52, 54)  # globally routable: valid for IAM-auth tenants
+
+
 def tenant(i: int) -> dict[str, object]:
     return {
         "name": f"tenant{i:05d}",
         "databases": {"app": True, "reports": i % 3 == 0, "archive": False},
-        "allowed_ips": [f"{(3, 13, 18, 34, 35, 44, 52, 54)[i % 8]}.{(i // 250) % 250}.{i % 250}.{i % 7 + 1}/32", "34.120.0.0/24"],
+        "allowed_ips": [f"{PUBLIC_FIRST_OCTETS[i % 8]}.{(i // 250) % 250}.{i % 250}.{i % 7 + 1}/32", "34.120.0.0/24"],
         "rds_iam_auth": i % 2 == 0,
         "tier": ("basic", "standard", "premium")[i % 3],
         "tags": {"team": f"team{i % 17}"},

@@ -302,9 +302,9 @@ def _tenant(check: _Checker, node: Node, path: str, settings: Settings,
             tier_names: tuple[str, ...]) -> Tenant | None:
     if not check.kind(node, "object", path, "a tenant object"):
         return None
+    before = len(check.diagnostics)
     check.keys(node, TENANT_KEYS, path, required=("name", "databases", "allowed_ips"))
     values = node.value
-    before = len(check.diagnostics)
     name = _tenant_name(check, values["name"], f"{path}.name", settings) if "name" in values else None
     enabled, disabled = _databases(check, values.get("databases"), f"{path}.databases", settings, name)
     rds_iam_auth = check.boolean(values["rds_iam_auth"], f"{path}.rds_iam_auth") if "rds_iam_auth" in values \
@@ -468,13 +468,13 @@ def _place_and_check_clusters(check: _Checker, entries: list[_Entry], clusters: 
                         "shared (non-dedicated) cluster to place it on")
             continue
         placed.append(replace(entry, tenant=replace(tenant, cluster=cluster)))
-    for name, cluster in clusters.items():
+    for name, spec in clusters.items():
         count = sum(1 for e in placed if e.tenant.cluster == name)
-        if cluster.max_tenants is not None and count > cluster.max_tenants:
+        if spec.max_tenants is not None and count > spec.max_tenants:
             assert clusters_node is not None
             node = clusters_node.value[name].value["max_tenants"]
             check.error(node.pos, f"clusters.{name}.max_tenants", f"{count} tenants are placed on this cluster, "
-                        f"more than its max_tenants ({cluster.max_tenants}); add a cluster or pin tenants to "
+                        f"more than its max_tenants ({spec.max_tenants}); add a cluster or pin tenants to "
                         "another one with `cluster = ...`")
     return placed
 

@@ -10,7 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-
 PUBLIC_FIRST_OCTETS = (3, 13, 18, 34, 35, 44, 52, 54)  # globally routable: valid for IAM-auth tenants
 
 

@@ -4,7 +4,7 @@ Variable files hold only literal values: strings, numbers, bools, null, lists an
 reader handles exactly that subset (plus comments and heredocs) and keeps the byte offset of every
 value and every object key, so later errors can name file, line and column. It is a recursive
 descent over the text with a handful of compiled regular expressions: no token list, no AST
-library, and about 50x faster than python-hcl2 on large clients files (see bench/validate_bench.py).
+library, and about 30x faster than python-hcl2 on large clients files (see bench/validate_bench.py).
 
 Deliberate leniency: object items may be separated by newlines, commas or nothing. Deliberate
 strictness: template interpolation (``${...}``, ``%{...}``), function calls, references and

@@ -35,12 +35,13 @@ _INTERPOLATION = re.compile(r"(?<![$%])[$%]\{")
 class Node:
     """A parsed value with its offset. Objects also keep each key's offset."""
 
-    __slots__ = ("key_pos", "kind", "pos", "value")
+    __slots__ = ("end", "key_pos", "kind", "pos", "value")
 
     def __init__(self, kind: str, value: Any, pos: int, key_pos: dict[str, int] | None = None) -> None:
         self.kind = kind  # "string" | "number" | "bool" | "null" | "list" | "object"
         self.value = value  # str | int | float | bool | None | list[Node] | dict[str, Node]
-        self.pos = pos
+        self.pos = pos  # offset of the value's first character
+        self.end = pos  # offset just past its last character (set by the parser)
         self.key_pos = key_pos
 
     def plain(self) -> Any:
@@ -123,7 +124,9 @@ class _Parser:
             items[name] = value
             keys[name] = start
             self.skip()
-        return Node("object", items, 0, keys)
+        root = Node("object", items, 0, keys)
+        root.end = self.n
+        return root
 
     def document(self) -> Node:
         """A whole JSON document (its top level is one object)."""
@@ -135,6 +138,11 @@ class _Parser:
         return value
 
     def value(self) -> Node:
+        node = self._value()
+        node.end = self.pos
+        return node
+
+    def _value(self) -> Node:
         if self.pos >= self.n:
             raise self.error("expected a value, found end of file")
         c = self.s[self.pos]

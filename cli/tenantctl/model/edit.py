@@ -53,7 +53,7 @@ def _parse(text: str, filename: str) -> Node:
 
 
 def _clients(root: Node, filename: str) -> Node:
-    clients = root.value.get("clients")
+    clients: Node | None = root.value.get("clients")
     if clients is None or clients.kind != "list":
         raise InputError(f"{filename} has no `clients = [ ... ]` list to edit")
     return clients
@@ -135,11 +135,12 @@ def remove_tenant(text: str, filename: str, name: str) -> str:
     root = _parse(text, filename)
     clients = _clients(root, filename)
     items: list[Node] = clients.value
-    for index, item in enumerate(items):
-        if item.kind == "object" and item.value.get("name") is not None and item.value["name"].value == name:
-            break
-    else:
+    matches = [i for i, item in enumerate(items)
+               if item.kind == "object" and "name" in item.value and item.value["name"].value == name]
+    if not matches:
         raise InputError(f"tenant `{name}` is not in {filename}")
+    index = matches[0]
+    item = items[index]
     start, end = item.pos, item.end
     comma = _SKIP_TO_COMMA.match(text, end)
     assert comma is not None

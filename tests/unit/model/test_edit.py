@@ -68,9 +68,9 @@ def test_json_add_and_remove() -> None:
 
 
 def test_duplicate_and_unknown_names_are_errors() -> None:
-    with pytest.raises(InputError, match="tenant `client01` is already in clients.tfvars"):
+    with pytest.raises(InputError, match=r"tenant `client01` is already in clients\.tfvars"):
         add_tenant(EXAMPLE, "clients.tfvars", TenantBlock("client01", ("db1",), ("3.3.3.3/32",), False))
-    with pytest.raises(InputError, match="tenant `nobody` is not in clients.tfvars"):
+    with pytest.raises(InputError, match=r"tenant `nobody` is not in clients\.tfvars"):
         remove_tenant(EXAMPLE, "clients.tfvars", "nobody")
 
 

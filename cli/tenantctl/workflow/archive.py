@@ -1,0 +1,132 @@
+"""Archive a tenant database with `pg_dump -Fc`, checksummed, to a local directory or S3; restore it.
+
+The dump is written to a temporary file next to its destination, checksummed (sha256) while it is
+still private, then renamed (or uploaded with the checksum as metadata). `verify` recomputes the
+checksum before anything is allowed to drop the archived database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tenantctl.errors import BackendError, ExternalCommandError, InputError
+
+
+@dataclass(frozen=True)
+class DumpSource:
+    """Where to dump from: a cluster endpoint and an admin login (the password travels by env only)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
+
+
+@dataclass(frozen=True)
+class ArchivedDump:
+    database: str
+    location: str  # a local path or s3://bucket/key
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"database": self.database, "location": self.location, "sha256": self.sha256, "size": self.size}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    try:
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=3600)
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]} not found: install the PostgreSQL client tools") from None
+    if result.returncode != 0:
+        raise ExternalCommandError(argv, result.returncode, result.stderr)
+
+
+class Archive:
+    """An archive location: a local directory, or ``s3://bucket/prefix`` (boto3 client given)."""
+
+    def __init__(self, location: str, s3_client: Any | None = None) -> None:
+        self.location = location
+        self.s3: Any = s3_client
+        if location.startswith("s3://"):
+            bucket, _, prefix = location[5:].partition("/")
+            if not bucket:
+                raise InputError(f"archive location {location!r} names no bucket")
+            if s3_client is None:
+                raise InputError("an s3:// archive needs AWS access (boto3 client)")
+            self.bucket, self.prefix = bucket, prefix.strip("/")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.location.startswith("s3://")
+
+    def dump(self, source: DumpSource, database: str, name: str) -> ArchivedDump:
+        """Dump ``database`` into the archive as ``name`` (a relative path such as tenant/stamp/db.dump)."""
+        staging_dir = Path(tempfile.mkdtemp(prefix="tenantctl-dump-"))
+        try:
+            staged = staging_dir / "dump"
+            _run(["pg_dump", "-Fc", "--no-password", "-h", source.host, "-p", str(source.port), "-U", source.user,
+                  "-d", database, "-f", str(staged)], source.env())
+            checksum, size = _sha256(staged), staged.stat().st_size
+            if self.is_s3:
+                key = f"{self.prefix}/{name}" if self.prefix else name
+                with staged.open("rb") as fh:
+                    self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh, Metadata={"sha256": checksum})
+                return ArchivedDump(database, f"s3://{self.bucket}/{key}", checksum, size)
+            dest = Path(self.location) / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            shutil.move(str(staged), tmp)
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+            return ArchivedDump(database, str(dest), checksum, size)
+        finally:
+            shutil.rmtree(staging_dir, ignore_errors=True)
+
+    def fetch(self, dump: ArchivedDump, into: Path) -> Path:
+        """A local copy of the dump whose checksum matches the recorded one (raises otherwise)."""
+        if dump.location.startswith("s3://"):
+            bucket, _, key = dump.location[5:].partition("/")
+            local = into / Path(key).name
+            try:
+                self.s3.download_file(bucket, key, str(local))
+            except Exception as error:  # boto3 raises many types; this is the boundary
+                raise BackendError(f"cannot download {dump.location}: {error}") from None
+        else:
+            local = Path(dump.location)
+            if not local.exists():
+                raise BackendError(f"archived dump {local} is missing")
+        actual = _sha256(local)
+        if actual != dump.sha256:
+            raise BackendError(f"archived dump {dump.location} has checksum {actual}, the ledger recorded "
+                               f"{dump.sha256}: refusing to use it")
+        return local
+
+    def verify(self, dump: ArchivedDump) -> None:
+        with tempfile.TemporaryDirectory(prefix="tenantctl-verify-") as tmp:
+            self.fetch(dump, Path(tmp))
+
+
+def restore_dump(source: DumpSource, dump_file: Path, database: str) -> None:
+    """Restore a `pg_dump -Fc` file into an existing (empty) database."""
+    _run(["pg_restore", "--no-password", "--no-owner", "--exit-on-error", "-h", source.host, "-p", str(source.port),
+          "-U", source.user, "-d", database, str(dump_file)], source.env())

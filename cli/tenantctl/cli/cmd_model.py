@@ -108,7 +108,7 @@ def render(
         out.print(f"  … and {len(result.written) - 20} more", markup=False)
     for path in result.removed:
         out.print(f"  removed {path}", markup=False)
-    for name in result.orphaned:
+    for name in result.orphaned_tenants:
         err.print(f"warning: {out_dir}/tenants/{name} belongs to no tenant in the clients file; it was left in "
                   "place (use `tenantctl offboard` to remove a tenant, or --prune to delete the directory)",
                   markup=False)

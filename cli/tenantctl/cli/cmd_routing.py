@@ -1,9 +1,239 @@
-"""Commands of this group are registered here."""
+"""`tenantctl routes build|show|check|publish` and `tenantctl proxy`."""
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
 import typer
+
+from tenantctl.cli.console import OutputFormat, err, out, print_json
+from tenantctl.errors import ExitCode, InputError
+
+routes_app = typer.Typer(
+    name="routes",
+    help=(
+        "The routing map: which cluster, host and physical database serve each tenant.\n\n"
+        "A versioned JSON document (format tenantctl.routing/v1, see cli/tenantctl/routing/SCHEMA.md) "
+        "with a serial, a checksum and no secrets; the proxy serves it and reloads it when it changes."
+    ),
+    no_args_is_help=True,
+)
+
+FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="text for people, json for pipelines.")
+
+
+def _load_endpoints(path: Path) -> dict[str, object]:
+    from tenantctl.routing import endpoints_from_json
+
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: endpoints file not found") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: not a JSON endpoints file: {error}") from None
+    return dict(endpoints_from_json(document, str(path)))
+
+
+BUILD_HELP = (
+    "Build the routing map from the clients file and the clusters' endpoints.\n\n"
+    "The serial increases only when the content changes; rebuilding the same content leaves the file "
+    "untouched. Only logical database names (as in the clients file) route; physical names do not."
+)
+PROXY_HELP = (
+    "Run the tenant-routing PostgreSQL proxy.\n\n"
+    "Clients connect to one endpoint; the startup `user` picks the tenant, the logical `database` is "
+    "rewritten to the physical one and the connection goes to the tenant's cluster. Authentication passes "
+    "through (password, md5, SCRAM, IAM tokens). The map reloads when its file (or S3 object) changes or on "
+    "SIGHUP; SIGTERM drains: no new connections, sessions get --drain-timeout seconds to finish.\n\n"
+    "Refusals: 28000 (unknown tenant or database, address not allowed, TLS required), 53300 (tenant "
+    "connection limit), 08001 (cluster unreachable). Metrics and health on --admin: /metrics, /healthz."
+)
+
+
+@routes_app.command("build", help=BUILD_HELP)
+def build(
+    clients: Path = typer.Option(Path("clients.tfvars"), "--clients", "-c",
+                                 help="The clients file (HCL .tfvars or .tfvars.json)."),
+    endpoints: Path = typer.Option(..., "--endpoints", "-e",
+                                   help='JSON {"cluster": {"host": ..., "port": ..., "tls"?: {"mode": ...}}}.'),
+    output: Path = typer.Option(Path("routes.json"), "--out", "-o",
+                                help="Where to write the map (atomically). Its serial is continued."),
+    publish: str | None = typer.Option(None, "--publish", help="Also upload the map to s3://BUCKET/KEY."),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Build the routing map (help text: BUILD_HELP)."""
+    from tenantctl.model import load_model
+    from tenantctl.model.desired import desired_state
+    from tenantctl.routing import build_routing_map, describe, read_previous, write_map
+    from tenantctl.routing.build import Endpoint
+
+    model = load_model(clients)
+    endpoint_map = {name: value for name, value in _load_endpoints(endpoints).items()
+                    if isinstance(value, Endpoint)}
+    previous = read_previous(output)
+    routing_map = build_routing_map(desired_state(model), endpoint_map, now=datetime.now(UTC),
+                                    previous=previous)
+    written = write_map(output, routing_map)
+    published = None
+    if publish:
+        from tenantctl.routing.s3 import publish_map
+
+        published = publish_map(publish, routing_map)
+    summary = {**describe(routing_map), "path": str(output), "written": written,
+               "published": publish if published is not None else None}
+    if output_format is OutputFormat.json:
+        print_json(summary)
+        return
+    verb = "wrote" if written else "unchanged"
+    out.print(f"{verb} {output}: serial {routing_map.serial}, {len(routing_map.tenants)} tenants on "
+              f"{len(routing_map.clusters)} clusters, {routing_map.checksum}", markup=False)
+    if publish:
+        out.print(f"published to {publish}", markup=False)
+
+
+@routes_app.command("show")
+def show(
+    location: str = typer.Argument("routes.json", help="Map file or s3://BUCKET/KEY."),
+    tenant: str | None = typer.Option(None, "--tenant", "-t", help="Show one tenant's route (by login role)."),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Show a routing map: summary and routes per tenant (validated on read)."""
+    from rich.table import Table
+
+    from tenantctl.routing import describe, load_map
+    from tenantctl.routing.document import to_document
+
+    routing_map = load_map(location)
+    if tenant is not None and tenant not in routing_map.tenants:
+        raise InputError(f"{location}: no tenant login role {tenant!r} in the routing map")
+    if output_format is OutputFormat.json:
+        document = to_document(routing_map)
+        if tenant is not None:
+            document["tenants"] = {tenant: document["tenants"][tenant]}
+        print_json(document)
+        return
+    summary = describe(routing_map)
+    out.print(f"{location}: serial {summary['serial']}, generated {summary['generated_at']}, "
+              f"{summary['tenants']} tenants, {summary['checksum']}", markup=False)
+    clusters = Table("cluster", "host", "port", "tls", "tenants", title="clusters")
+    per_cluster = summary["tenants_per_cluster"]
+    assert isinstance(per_cluster, dict)
+    for name, cluster in routing_map.clusters.items():
+        clusters.add_row(name, cluster.host, str(cluster.port), cluster.tls.mode, str(per_cluster.get(name, 0)))
+    out.print(clusters)
+    names = [tenant] if tenant else list(routing_map.tenants)
+    limit = 200
+    table = Table("login role", "tenant", "cluster", "databases (logical -> physical)", "allowed CIDRs",
+                  "max conn", title="tenants")
+    for user in names[:limit]:
+        route = routing_map.tenants[user]
+        databases = ", ".join(f"{logical} -> {physical}" for logical, physical in route.databases.items())
+        table.add_row(user, route.tenant, route.cluster, databases, ", ".join(route.allowed_cidrs),
+                      str(route.max_connections))
+    out.print(table)
+    if len(names) > limit:
+        out.print(f"... and {len(names) - limit} more (use --tenant NAME or --format json)", markup=False)
+
+
+@routes_app.command("check")
+def check(
+    location: str = typer.Argument("routes.json", help="Map file or s3://BUCKET/KEY."),
+    clients: Path | None = typer.Option(None, "--clients", "-c",
+                                        help="Also check the map is current for this clients file..."),
+    endpoints: Path | None = typer.Option(None, "--endpoints", "-e", help="...and these endpoints."),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Validate a routing map (schema, checksum); with --clients/--endpoints also check it is current.
+
+    Exit codes: 0 valid (and current), 1 stale (a rebuild would change it), 2 invalid.
+    """
+    from tenantctl.routing import build_routing_map, describe, load_map
+    from tenantctl.routing.build import Endpoint
+
+    routing_map = load_map(location)
+    stale: bool | None = None
+    if clients is not None or endpoints is not None:
+        if clients is None or endpoints is None:
+            raise InputError("--clients and --endpoints go together")
+        from tenantctl.model import load_model
+        from tenantctl.model.desired import desired_state
+
+        endpoint_map = {name: value for name, value in _load_endpoints(endpoints).items()
+                        if isinstance(value, Endpoint)}
+        rebuilt = build_routing_map(desired_state(load_model(clients)), endpoint_map,
+                                    now=datetime.now(UTC), previous=routing_map)
+        stale = rebuilt is not routing_map
+    result = {**describe(routing_map), "valid": True, "stale": stale}
+    if output_format is OutputFormat.json:
+        print_json(result)
+    else:
+        state = "" if stale is None else (", STALE: rebuild with `tenantctl routes build`" if stale
+                                          else ", current")
+        out.print(f"{location}: valid, serial {routing_map.serial}, {len(routing_map.tenants)} tenants{state}",
+                  markup=False)
+    if stale:
+        raise typer.Exit(ExitCode.FAILURE)
+
+
+@routes_app.command("publish")
+def publish(
+    location: str = typer.Argument(..., help="Map file to upload."),
+    url: str = typer.Argument(..., help="s3://BUCKET/KEY (endpoint from AWS_ENDPOINT_URL_S3 if set)."),
+    output_format: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Upload a validated routing map to S3 for a fleet of proxies (`proxy --routes s3://...`)."""
+    from tenantctl.routing import describe, read_map
+    from tenantctl.routing.s3 import publish_map
+
+    routing_map = read_map(Path(location))
+    etag = publish_map(url, routing_map)
+    if output_format is OutputFormat.json:
+        print_json({**describe(routing_map), "url": url, "etag": etag})
+    else:
+        out.print(f"published serial {routing_map.serial} to {url}", markup=False)
+
+
+def proxy(
+    routes: str = typer.Option(..., "--routes", "-r", help="Routing map file or s3://BUCKET/KEY."),
+    listen: str = typer.Option("127.0.0.1:6432", "--listen", "-l", help="HOST:PORT for PostgreSQL clients."),
+    admin: str | None = typer.Option(None, "--admin", help="HOST:PORT for /healthz and /metrics (off if unset)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate for client TLS."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key for client TLS."),
+    require_tls: bool = typer.Option(False, "--require-tls", help="Refuse clients that do not use TLS."),
+    startup_timeout: float = typer.Option(30.0, "--startup-timeout",
+                                          help="Seconds a client has to finish the handshake."),
+    drain_timeout: float = typer.Option(30.0, "--drain-timeout",
+                                        help="On SIGTERM: seconds to wait for sessions before closing them."),
+    watch_interval: float | None = typer.Option(None, "--watch-interval",
+                                                help="Seconds between checks for a new map (1 file, 10 S3)."),
+    max_startup_packet: int = typer.Option(10_000, "--max-startup-packet", help="Largest startup packet (bytes)."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Run the tenant-routing PostgreSQL proxy (help text: PROXY_HELP)."""
+    from tenantctl.proxy.app import ProxyConfig, parse_address, run_proxy
+
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise InputError(f"--log-level: unknown level {log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ProxyConfig(
+        routes=routes, listen=parse_address(listen, "--listen"),
+        admin=parse_address(admin, "--admin") if admin else None,
+        tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, startup_timeout=startup_timeout,
+        drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
+    )
+
+    def started(port: int, admin_port: int | None) -> None:
+        admin_note = f", admin http://{config.admin[0]}:{admin_port}" if config.admin and admin_port else ""
+        err.print(f"tenantctl proxy listening on {config.listen[0]}:{port}{admin_note}", markup=False)
+
+    run_proxy(config, started)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.add_typer(routes_app, name="routes")
+    app.command("proxy", help=PROXY_HELP)(proxy)

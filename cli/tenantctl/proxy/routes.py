@@ -1,0 +1,127 @@
+"""The routing map being served, and how a new one replaces it (file watch, SIGHUP, S3 polling).
+
+A new map is parsed and validated off the event loop (a worker thread), then swapped in with one
+assignment: sessions look the map up only during their handshake, so live sessions never notice.
+An invalid map is logged and ignored; the previous map keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from tenantctl.errors import TenantctlError
+from tenantctl.proxy.metrics import Metrics
+from tenantctl.routing.document import RoutingMap, parse_map
+from tenantctl.routing.store import is_s3_url
+
+log = logging.getLogger("tenantctl.proxy")
+
+
+def _release_freed_memory() -> None:
+    """Give the memory of the previous map back to the OS (glibc keeps freed heap pages otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class _FileVersion(NamedTuple):
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+class RouteTable:
+    def __init__(self, location: str, metrics: Metrics) -> None:
+        self.location = location
+        self._metrics = metrics
+        self._current: RoutingMap | None = None
+        self._version: object = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def current(self) -> RoutingMap:
+        assert self._current is not None, "load() first"
+        return self._current
+
+    def get(self) -> RoutingMap:
+        return self.current
+
+    def load_initial(self) -> RoutingMap:
+        """Blocking first load (before serving); raises ``TenantctlError`` if the map is invalid."""
+        version, routing_map = self._read(None)
+        assert routing_map is not None
+        self._install(routing_map, version)
+        return routing_map
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Load the map again if it changed (or always with ``force``). True when a new map is served."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            previous_version = None if force else self._version
+            started = time.perf_counter()
+            try:
+                version, routing_map = await loop.run_in_executor(None, self._read, previous_version)
+            except TenantctlError as error:
+                self._metrics.reloads["failed"] += 1
+                log.error("routing map reload rejected, still serving serial %s: %s",
+                          self._metrics.map_serial, error.message)
+                return False
+            except Exception as error:
+                self._metrics.reloads["failed"] += 1
+                log.error("routing map reload failed, still serving serial %s: %r",
+                          self._metrics.map_serial, error)
+                return False
+            if routing_map is None:
+                return False
+            if self._current is not None and routing_map.checksum == self._current.checksum:
+                self._version = version
+                self._metrics.reloads["unchanged"] += 1
+                return False
+            self._install(routing_map, version)
+            del routing_map
+            _release_freed_memory()
+            self._metrics.reloads["ok"] += 1
+            routing_map = self.current
+            log.info("routing map serial %s loaded (%d tenants, %.0f ms)", routing_map.serial,
+                     len(routing_map.tenants), (time.perf_counter() - started) * 1000)
+            return True
+
+    async def watch(self, interval: float) -> None:
+        """Poll for changes forever (file: stat; S3: conditional GET)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.reload()
+
+    def _install(self, routing_map: RoutingMap, version: object) -> None:
+        self._current = routing_map
+        self._version = version
+        self._metrics.map_serial = routing_map.serial
+        self._metrics.map_tenants = len(routing_map.tenants)
+        self._metrics.map_loaded_at = time.time()
+
+    def _read(self, known_version: object) -> tuple[object, RoutingMap | None]:
+        """(version, map); map is None when the source still has ``known_version``. Runs in a thread."""
+        if is_s3_url(self.location):
+            from tenantctl.routing.s3 import fetch_map
+
+            etag = known_version if isinstance(known_version, str) else None
+            fetched = fetch_map(self.location, if_none_match=etag)
+            if etag is not None and not fetched.data:
+                return etag, None
+            return fetched.etag, parse_map(fetched.data, self.location)
+        path = Path(self.location)
+        try:
+            stat = os.stat(path)
+            version = _FileVersion(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if version == known_version:
+                return version, None
+            data = path.read_bytes()
+        except OSError as error:
+            raise TenantctlError(f"{path}: cannot read routing map: {error.strerror}") from None
+        return version, parse_map(data, str(path))

@@ -1,0 +1,422 @@
+"""The proxy's network side: asyncio Protocols that carry out the session's actions, then relay.
+
+Hot path: once a session reaches ReadyForQuery both transports are switched (``set_protocol``) to
+``RelayEnd`` objects whose ``data_received`` is a single ``peer.write(data)``; backpressure uses
+``pause_writing``/``resume_writing`` to pause the opposite socket. No parsing, logging or
+allocation beyond the bytes object the event loop already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import cast
+
+from tenantctl.proxy import session as s
+from tenantctl.proxy import wire
+from tenantctl.proxy.admission import Admission
+from tenantctl.proxy.cancel import BackendTarget, CancelKeys
+from tenantctl.proxy.metrics import Metrics
+from tenantctl.proxy.routes import RouteTable
+from tenantctl.proxy.tls import BackendContexts
+
+log = logging.getLogger("tenantctl.proxy")
+
+
+@dataclass
+class ProxyOptions:
+    host: str = "127.0.0.1"
+    port: int = 6432
+    server_tls: ssl.SSLContext | None = None
+    require_tls: bool = False
+    startup_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    drain_timeout: float = 30.0
+    max_startup_packet: int = wire.MAX_STARTUP_PACKET
+    backlog: int = 1024
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class RelayEnd(asyncio.Protocol):
+    """Receives from one socket and writes to the other. One per direction."""
+
+    __slots__ = ("link", "nbytes", "peer")
+
+    def __init__(self, link: Link, peer: asyncio.Transport) -> None:
+        self.link = link
+        self.peer = peer
+        self.nbytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.write(data)
+        self.nbytes += len(data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side; connection_lost closes the peer
+
+    def pause_writing(self) -> None:  # our socket's send buffer is full: stop reading the peer
+        with contextlib.suppress(Exception):
+            self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        with contextlib.suppress(Exception):
+            self.peer.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.lost()
+
+
+class Link:
+    """A relayed session: the two transports and their byte counters."""
+
+    __slots__ = ("backend", "client", "from_backend", "from_client", "proxy", "session", "tenant")
+
+    def __init__(self, proxy: ProxyServer, session: s.Session, client: asyncio.Transport,
+                 backend: asyncio.Transport) -> None:
+        self.proxy = proxy
+        self.session = session
+        assert session.tenant is not None
+        self.tenant: str = session.tenant
+        self.client = client
+        self.backend = backend
+        self.from_client = RelayEnd(self, backend)
+        self.from_backend = RelayEnd(self, client)
+
+    def start(self) -> None:
+        self.client.set_protocol(self.from_client)
+        self.backend.set_protocol(self.from_backend)
+        # Writes to one side may have paused the other while the handshake ran.
+        for transport in (self.client, self.backend):
+            with contextlib.suppress(Exception):
+                transport.resume_reading()
+
+    def bytes_from_client(self) -> int:
+        return self.from_client.nbytes
+
+    def bytes_from_backend(self) -> int:
+        return self.from_backend.nbytes
+
+    def lost(self) -> None:
+        self.client.close()
+        self.backend.close()
+        links = self.proxy.links
+        if self in links:
+            links.discard(self)
+            self.proxy.metrics.closed(self.tenant, self.from_client.nbytes, self.from_backend.nbytes)
+            self.session.finish()
+            self.proxy.connection_ended()
+
+    def abort(self) -> None:
+        self.client.abort()
+        self.backend.abort()
+
+
+class BackendHandshake(asyncio.Protocol):
+    """The backend connection until ReadyForQuery: hands everything to the client's handshake."""
+
+    def __init__(self, owner: ClientHandshake) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        _nodelay(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.owner.run(self.owner.session.backend_data(data))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.backend_lost()
+
+
+class ClientHandshake(asyncio.Protocol):
+    """A client connection from accept until it is relayed or refused."""
+
+    def __init__(self, proxy: ProxyServer) -> None:
+        self.proxy = proxy
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.backend: BackendHandshake | None = None
+        self.session: s.Session
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._admitted = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- asyncio callbacks ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        _nodelay(self.transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "local"
+        proxy = self.proxy
+        self.session = s.Session(
+            client_address=address, routes=proxy.routes.get, admission=proxy.admission,
+            cancel_keys=proxy.cancel_keys, policy=proxy.policy,
+        )
+        proxy.metrics.client_connections_total += 1
+        proxy.handshakes.add(self)
+        self._timer = self.loop.call_later(proxy.options.startup_timeout, self._timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.run(self.session.client_data(data))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session.state is not s.State.RELAY:
+            self._close()
+
+    # --- driving the session --------------------------------------------------------------------
+
+    def run(self, actions: list[s.Action]) -> None:
+        for action in actions:
+            if self._closed:
+                return
+            if isinstance(action, s.SendToClient):
+                if self.transport is not None:
+                    self.transport.write(action.data)
+            elif isinstance(action, s.SendToBackend):
+                if self.backend is not None and self.backend.transport is not None:
+                    self.backend.transport.write(action.data)
+            elif isinstance(action, s.ConnectBackend):
+                self._admitted_now()
+                self._spawn(self._connect(action.target))
+            elif isinstance(action, s.StartClientTls):
+                self._spawn(self._start_client_tls())
+            elif isinstance(action, s.StartBackendTls):
+                self._spawn(self._start_backend_tls(action.target))
+            elif isinstance(action, s.ForwardCancel):
+                self.proxy.forward_cancel(action.target, action.pid, action.secret)
+            elif isinstance(action, s.Relay):
+                self._relay()
+            elif isinstance(action, s.Close):
+                if self.session.cancel_dropped:
+                    self.proxy.cancel_dropped()
+                if action.rejection is not None:
+                    self.proxy.metrics.rejected(action.rejection.value, self.session.rejected_tenant)
+                    log.info("refused %s from %s: %s", self.session.user or "-", self.session.client_address,
+                             action.rejection.value)
+                self._close()
+
+    def _spawn(self, coroutine: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _admitted_now(self) -> None:
+        if not self._admitted and self.session.tenant is not None:
+            self._admitted = True
+            self.proxy.metrics.admitted(self.session.tenant)
+
+    async def _connect(self, target: BackendTarget) -> None:
+        try:
+            _, protocol = await asyncio.wait_for(
+                self.loop.create_connection(lambda: BackendHandshake(self), target.host, target.port),
+                timeout=self.proxy.options.connect_timeout,
+            )
+        except (TimeoutError, OSError) as error:
+            if not self._closed:
+                log.warning("cluster %s unreachable: %s", target.cluster, error)
+                self.run(self.session.backend_connect_failed())
+            return
+        if self._closed:
+            if protocol.transport is not None:
+                protocol.transport.close()
+            return
+        self.backend = protocol
+        self.run(self.session.backend_connected())
+
+    async def _start_client_tls(self) -> None:
+        assert self.transport is not None and self.proxy.options.server_tls is not None
+        try:
+            transport = await self.loop.start_tls(
+                self.transport, self, self.proxy.options.server_tls, server_side=True,
+                ssl_handshake_timeout=self.proxy.options.startup_timeout,
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as error:
+            log.info("TLS handshake with %s failed: %s", self.session.client_address, error)
+            self._close()
+            return
+        if transport is None or self._closed:
+            self._close()
+            return
+        self.transport = transport
+        self.run(self.session.client_tls_established())
+
+    async def _start_backend_tls(self, target: BackendTarget) -> None:
+        assert self.backend is not None and self.backend.transport is not None
+        context = self.proxy.backend_tls.get(target.tls)
+        try:
+            transport = await self.loop.start_tls(
+                self.backend.transport, self.backend, context,
+                server_hostname=target.host if target.tls.mode == "verify-full" else None,
+                ssl_handshake_timeout=self.proxy.options.connect_timeout,
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as error:
+            log.warning("TLS with cluster %s failed: %s", target.cluster, error)
+            if not self._closed:
+                self.run(self.session.backend_tls_failed())
+            return
+        if transport is None or self._closed:
+            self._close()
+            return
+        self.backend.transport = transport
+        self.run(self.session.backend_tls_established())
+
+    def _relay(self) -> None:
+        assert self.transport is not None and self.backend is not None and self.backend.transport is not None
+        self._cancel_timer()
+        self.proxy.handshakes.discard(self)
+        link = Link(self.proxy, self.session, self.transport, self.backend.transport)
+        self.proxy.links.add(link)
+        link.start()
+        if self.transport.is_closing() or self.backend.transport.is_closing():
+            link.lost()
+
+    def backend_lost(self) -> None:
+        if self.session.state is not s.State.RELAY and not self._closed:
+            self.run(self.session.backend_closed())
+
+    def _timeout(self) -> None:
+        self._timer = None
+        self.run(self.session.timeout())
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._admitted and self.session.tenant is not None:
+            self.proxy.metrics.closed(self.session.tenant, 0, 0)
+        self.session.finish()
+        self.proxy.handshakes.discard(self)
+        self.proxy.connection_ended()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._close()
+
+
+class ProxyServer:
+    def __init__(self, routes: RouteTable, options: ProxyOptions, metrics: Metrics) -> None:
+        self.routes = routes
+        self.options = options
+        self.metrics = metrics
+        self.admission = Admission()
+        self.cancel_keys = CancelKeys()
+        self.backend_tls = BackendContexts()
+        self.policy = s.SessionPolicy(
+            tls_available=options.server_tls is not None, require_tls=options.require_tls,
+            max_startup_packet=options.max_startup_packet,
+        )
+        self.links: set[Link] = set()
+        self.handshakes: set[ClientHandshake] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._idle = asyncio.Event()
+        self._cancel_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return list(self._server.sockets) if self._server is not None else []
+
+    def live_links(self) -> Iterator[Link]:
+        return iter(list(self.links))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientHandshake(self), self.options.host, self.options.port,
+            backlog=self.options.backlog, reuse_address=True,
+        )
+
+    def connection_ended(self) -> None:
+        if self.draining and not self.links and not self.handshakes:
+            self._idle.set()
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Stop accepting, wait for sessions to end (up to ``timeout``), then close the rest.
+
+        Returns how many sessions had to be closed forcibly.
+        """
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        if self.links or self.handshakes:
+            self._idle.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout if timeout is not None
+                                       else self.options.drain_timeout)
+        remaining = len(self.links) + len(self.handshakes)
+        for link in list(self.links):
+            link.abort()
+        for handshake in list(self.handshakes):
+            handshake.abort()
+        return remaining
+
+    def forward_cancel(self, target: BackendTarget, pid: int, secret: bytes) -> None:
+        self.metrics.cancels["forwarded"] += 1
+        task = asyncio.get_running_loop().create_task(self._send_cancel(target, pid, secret))
+        self._cancel_tasks.add(task)
+        task.add_done_callback(self._cancel_tasks.discard)
+
+    def cancel_dropped(self) -> None:
+        self.metrics.cancels["dropped"] += 1
+
+    async def _send_cancel(self, target: BackendTarget, pid: int, secret: bytes) -> None:
+        started = time.monotonic()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, opened = await asyncio.wait_for(
+                asyncio.open_connection(target.host, target.port), self.options.connect_timeout)
+            writer = opened
+            if target.tls.mode != "disable":
+                opened.write(wire.encode_ssl_request())
+                answer = await asyncio.wait_for(reader.readexactly(1), self.options.connect_timeout)
+                if answer != wire.SSL_ACCEPT:
+                    raise ConnectionError("cluster refused TLS")
+                await opened.start_tls(
+                    self.backend_tls.get(target.tls),
+                    server_hostname=target.host if target.tls.mode == "verify-full" else None,
+                )
+            opened.write(wire.encode_cancel_request(pid, secret))
+            await opened.drain()
+            # The server closes the connection once it has read the request.
+            await asyncio.wait_for(reader.read(1), self.options.connect_timeout)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError, asyncio.IncompleteReadError) as error:
+            log.warning("cancel request to cluster %s failed after %.1fs: %s", target.cluster,
+                        time.monotonic() - started, error)
+        finally:
+            if writer is not None:
+                writer.close()

@@ -1,0 +1,347 @@
+"""One client connection's handshake as a pure state machine (no sockets, no clock, no event loop).
+
+The server feeds events (``client_data``, ``backend_connected``, ``backend_data``...) and carries
+out the returned actions. The machine ends either with ``Close`` or with ``Relay``: from then on
+the server copies bytes both ways without looking at them.
+
+    STARTUP --StartupMessage--> CONNECTING --connected--> [BACKEND_TLS] --> AUTHENTICATING
+    AUTHENTICATING --ReadyForQuery--> RELAY
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tenantctl.proxy import wire
+from tenantctl.proxy.admission import Admission
+from tenantctl.proxy.cancel import BackendTarget, CancelKeys
+from tenantctl.routing.document import RoutingMap
+
+
+class Reason(enum.StrEnum):
+    """Why a connection was refused (the ``reason`` label of the rejection metric)."""
+
+    MALFORMED_STARTUP = "malformed_startup"
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+    TLS_REQUIRED = "tls_required"
+    UNKNOWN_TENANT = "unknown_tenant"
+    UNKNOWN_DATABASE = "unknown_database"
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    BACKEND_UNREACHABLE = "backend_unreachable"
+    BACKEND_TLS_UNAVAILABLE = "backend_tls_unavailable"
+    STARTUP_TIMEOUT = "startup_timeout"
+    BACKEND_PROTOCOL = "backend_protocol_error"
+
+
+# --- actions the server carries out -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendToClient:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SendToBackend:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StartClientTls:
+    """Upgrade the client connection to TLS (the 'S' answer was already sent)."""
+
+
+@dataclass(frozen=True)
+class ConnectBackend:
+    target: BackendTarget
+
+
+@dataclass(frozen=True)
+class StartBackendTls:
+    target: BackendTarget
+
+
+@dataclass(frozen=True)
+class ForwardCancel:
+    target: BackendTarget
+    pid: int
+    secret: bytes
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The handshake is over: copy bytes both ways from now on."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the client (after flushing) and the backend, if any."""
+
+    rejection: Reason | None = None
+
+
+Action = (SendToClient | SendToBackend | StartClientTls | ConnectBackend | StartBackendTls | ForwardCancel
+          | Relay | Close)
+
+
+class State(enum.Enum):
+    STARTUP = "startup"
+    CONNECTING = "connecting"
+    BACKEND_TLS = "backend_tls"
+    AUTHENTICATING = "authenticating"
+    RELAY = "relay"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    tls_available: bool = False  # a certificate is configured: answer SSLRequest with 'S'
+    require_tls: bool = False  # refuse StartupMessages that did not come over TLS
+    max_startup_packet: int = wire.MAX_STARTUP_PACKET
+    max_pending_bytes: int = 64 * 1024  # client bytes buffered while the backend connects
+
+
+@functools.lru_cache(maxsize=65536)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def address_allowed(address: str, cidrs: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in _network(cidr) for cidr in cidrs)
+
+
+def hba_style_refusal(address: str, user: str, database: str, encrypted: bool) -> bytes:
+    """One message for unknown tenant, unknown database and address not allowed (no enumeration)."""
+    encryption = "SSL encryption" if encrypted else "no encryption"
+    return wire.encode_error(
+        "28000",
+        f'no pg_hba.conf entry for host "{address}", user "{user}", database "{database}", {encryption}',
+    )
+
+
+class Session:
+    """The handshake of one client connection."""
+
+    def __init__(
+        self,
+        *,
+        client_address: str,
+        routes: Callable[[], RoutingMap],
+        admission: Admission,
+        cancel_keys: CancelKeys,
+        policy: SessionPolicy = SessionPolicy(),
+    ) -> None:
+        self.client_address = client_address
+        self._routes = routes
+        self._admission = admission
+        self._cancel_keys = cancel_keys
+        self._policy = policy
+        self.state = State.STARTUP
+        self.client_tls = False
+        self.tenant: str | None = None  # set once admitted (holds an admission slot)
+        self.user: str | None = None
+        self.target: BackendTarget | None = None
+        self.proxy_key: tuple[int, bytes] | None = None
+        self.rejection: Reason | None = None
+        self.cancel_dropped = False  # a CancelRequest with an unknown key (dropped silently)
+        self.rejected_tenant: str | None = None  # only for tenants that exist (never the raw user)
+        self._buffer = bytearray()
+        self._pending_to_backend = bytearray()
+        self._startup: bytes = b""
+        self._backend_messages = wire.MessageSplitter()
+
+    # --- events from the client ---------------------------------------------------------------
+
+    def client_data(self, data: bytes) -> list[Action]:
+        if self.state is State.STARTUP:
+            self._buffer += data
+            return self._read_startup_packets()
+        if self.state in (State.CONNECTING, State.BACKEND_TLS):
+            self._pending_to_backend += data
+            if len(self._pending_to_backend) > self._policy.max_pending_bytes:
+                return self._refuse(Reason.MALFORMED_STARTUP, wire.encode_error(
+                    "08P01", "too much data before authentication"))
+            return []
+        if self.state is State.AUTHENTICATING:
+            return [SendToBackend(bytes(data))]
+        return []
+
+    def client_tls_established(self) -> list[Action]:
+        self.client_tls = True
+        return self._read_startup_packets() if self._buffer else []
+
+    def timeout(self) -> list[Action]:
+        """The startup timeout expired; no-op once relaying."""
+        if self.state in (State.RELAY, State.CLOSED):
+            return []
+        return self._refuse(Reason.STARTUP_TIMEOUT, wire.encode_error(
+            "08P01", "canceling authentication due to timeout"))
+
+    # --- events from the backend ----------------------------------------------------------------
+
+    def backend_connected(self) -> list[Action]:
+        assert self.target is not None
+        if self.target.tls.mode != "disable":
+            self.state = State.BACKEND_TLS
+            return [SendToBackend(wire.encode_ssl_request())]
+        return self._send_startup()
+
+    def backend_connect_failed(self) -> list[Action]:
+        assert self.target is not None
+        return self._refuse(Reason.BACKEND_UNREACHABLE, wire.encode_error(
+            "08001", f'could not connect to cluster "{self.target.cluster}"'))
+
+    def backend_tls_established(self) -> list[Action]:
+        return self._send_startup()
+
+    def backend_tls_failed(self) -> list[Action]:
+        assert self.target is not None
+        return self._refuse(Reason.BACKEND_TLS_UNAVAILABLE, wire.encode_error(
+            "08001", f'could not establish TLS with cluster "{self.target.cluster}"'))
+
+    def backend_data(self, data: bytes) -> list[Action]:
+        if self.state is State.BACKEND_TLS:
+            if data[:1] == wire.SSL_ACCEPT and len(data) == 1:
+                return [StartBackendTls(self.target)] if self.target else []
+            return self.backend_tls_failed()
+        if self.state is not State.AUTHENTICATING:
+            return []
+        try:
+            messages = self._backend_messages.feed(data)
+        except wire.ProtocolViolation:
+            return self._refuse(Reason.BACKEND_PROTOCOL, wire.encode_error(
+                "08P01", "invalid response from the database cluster"))
+        out = bytearray()
+        for kind, message in messages:
+            if kind == b"K":
+                out += self._swap_backend_key(message)
+                continue
+            if kind == b"R":
+                message = wire.without_channel_binding(message)
+            out += message
+            if kind == b"Z":
+                out += self._backend_messages.take_rest()
+                self.state = State.RELAY
+                return [SendToClient(bytes(out)), Relay()]
+        return [SendToClient(bytes(out))] if out else []
+
+    def backend_closed(self) -> list[Action]:
+        if self.state is State.CLOSED:
+            return []
+        self.state = State.CLOSED
+        return [Close()]
+
+    # --- teardown -------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Release the admission slot and the cancel key (idempotent; call when the client is gone)."""
+        if self.tenant is not None:
+            self._admission.release(self.tenant)
+            self.tenant = None
+        if self.proxy_key is not None:
+            self._cancel_keys.unregister(self.proxy_key[0])
+            self.proxy_key = None
+        self.state = State.CLOSED
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _read_startup_packets(self) -> list[Action]:
+        actions: list[Action] = []
+        while self.state is State.STARTUP:
+            try:
+                length = wire.startup_packet_length(self._buffer, self._policy.max_startup_packet)
+                if length is None or len(self._buffer) < length:
+                    return actions
+                packet = bytes(self._buffer[:length])
+                del self._buffer[:length]
+                decoded = wire.decode_startup_packet(packet)
+            except wire.ProtocolViolation as violation:
+                reason = (Reason.UNSUPPORTED_PROTOCOL if violation.sqlstate == "0A000"
+                          else Reason.MALFORMED_STARTUP)
+                return actions + self._refuse(reason, wire.encode_error(violation.sqlstate, str(violation)))
+            if isinstance(decoded, wire.SSLRequest):
+                if self.client_tls or not self._policy.tls_available:
+                    actions.append(SendToClient(wire.SSL_REFUSE))
+                    continue
+                if self._buffer:  # bytes sent before the TLS handshake could be injected (CVE-2021-23214)
+                    return actions + self._refuse(Reason.MALFORMED_STARTUP, wire.encode_error(
+                        "08P01", "received unencrypted data after SSL request"))
+                return [*actions, SendToClient(wire.SSL_ACCEPT), StartClientTls()]
+            if isinstance(decoded, wire.GSSENCRequest):
+                actions.append(SendToClient(wire.GSSENC_REFUSE))
+                continue
+            if isinstance(decoded, wire.CancelRequest):
+                return actions + self._cancel(decoded)
+            return actions + self._route(decoded)
+        return actions
+
+    def _cancel(self, request: wire.CancelRequest) -> list[Action]:
+        self.state = State.CLOSED
+        entry = self._cancel_keys.lookup(request.pid, request.secret)
+        if entry is None:
+            self.cancel_dropped = True
+            return [Close()]
+        return [ForwardCancel(entry.target, entry.backend_pid, entry.backend_secret), Close()]
+
+    def _route(self, startup: wire.StartupMessage) -> list[Action]:
+        user = startup.user or ""
+        database = startup.database or ""
+        self.user = user
+        refusal = hba_style_refusal(self.client_address, user, database, self.client_tls)
+        if not user:
+            return self._refuse(Reason.MALFORMED_STARTUP, wire.encode_error(
+                "28000", "no PostgreSQL user name specified in startup packet"))
+        if self._policy.require_tls and not self.client_tls:
+            return self._refuse(Reason.TLS_REQUIRED, refusal)
+        routing_map = self._routes()
+        route = routing_map.tenants.get(user)
+        if route is None:
+            return self._refuse(Reason.UNKNOWN_TENANT, refusal)
+        physical = route.databases.get(database)
+        if physical is None:
+            return self._refuse(Reason.UNKNOWN_DATABASE, refusal, tenant=route.tenant)
+        if not address_allowed(self.client_address, route.allowed_cidrs):
+            return self._refuse(Reason.ADDRESS_NOT_ALLOWED, refusal, tenant=route.tenant)
+        cluster = routing_map.clusters.get(route.cluster)
+        if cluster is None:  # cannot happen with a validated map
+            return self._refuse(Reason.UNKNOWN_TENANT, refusal)
+        if not self._admission.try_acquire(route.tenant, route.max_connections):
+            return self._refuse(Reason.TOO_MANY_CONNECTIONS, wire.encode_error(
+                "53300", f'too many connections for role "{user}"'), tenant=route.tenant)
+        self.tenant = route.tenant
+        self.target = BackendTarget(route.cluster, cluster.host, cluster.port, cluster.tls)
+        self._startup = wire.encode_startup_message(startup.replace("database", physical))
+        self._pending_to_backend += self._buffer
+        self._buffer.clear()
+        self.state = State.CONNECTING
+        return [ConnectBackend(self.target)]
+
+    def _send_startup(self) -> list[Action]:
+        self.state = State.AUTHENTICATING
+        data = self._startup + bytes(self._pending_to_backend)
+        self._pending_to_backend.clear()
+        return [SendToBackend(data)]
+
+    def _swap_backend_key(self, message: bytes) -> bytes:
+        assert self.target is not None
+        backend_pid, backend_secret = wire.decode_backend_key_data(message[5:])
+        if self.proxy_key is not None:
+            self._cancel_keys.unregister(self.proxy_key[0])
+        self.proxy_key = self._cancel_keys.register(self.target, backend_pid, backend_secret)
+        return wire.encode_backend_key_data(*self.proxy_key)
+
+    def _refuse(self, reason: Reason, error: bytes, *, tenant: str | None = None) -> list[Action]:
+        self.rejection = reason
+        self.rejected_tenant = tenant
+        self.state = State.CLOSED
+        return [SendToClient(error), Close(reason)]

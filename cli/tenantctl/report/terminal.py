@@ -1,0 +1,53 @@
+"""The plan report for a terminal: a rich table grouped by tenant, then the totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tenantctl.report.document import by_tenant, has_destroy
+
+ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "bold red", "replace": "bold magenta"}
+
+
+def render(document: dict[str, Any], console: Console) -> None:
+    groups = by_tenant(document)
+    if groups:
+        table = Table(title=f"plan {document['plan_id']}", show_lines=False)
+        table.add_column("tenant")
+        table.add_column("action")
+        table.add_column("address")
+        for tenant, rows in groups.items():
+            first = True
+            for row in rows:
+                style = ACTION_STYLES.get(row["action"], "")
+                source = "" if row["source"] == "terraform" else f"  [{row['source']}]"
+                table.add_row(tenant if first else "", f"[{style}]{row['action']}[/]" if style else row["action"],
+                              row["address"] + source)
+                first = False
+        console.print(table)
+    for stack in document["stacks"]:
+        if stack["status"] == "deferred":
+            console.print(f"[yellow]deferred[/] {stack['stack']}: {stack['reason']}", highlight=False)
+        elif stack["status"] == "errored":
+            console.print(f"[bold red]error[/] {stack['stack']}: {stack['error']}", highlight=False, markup=True)
+    for section in document["sections"]:
+        if section["error"]:
+            console.print(f"[bold red]error[/] {section['name']}: {section['error']}")
+    if document["violations"]:
+        console.print("[bold red]REFUSED by the guard:[/]")
+        for v in document["violations"]:
+            where = f"{v['stack']}:{v['address']}" if v["address"] else v["stack"]
+            console.print(f"  [bold red]{v['action'].upper()}[/] {where}: {v['reason']}", highlight=False)
+    totals = document["totals"]
+    unchanged = sum(1 for s in document["stacks"] if s["status"] == "unchanged")
+    planned = sum(1 for s in document["stacks"] if s["status"] in ("changes", "no_changes", "refused"))
+    marker = "[bold red]DESTROY[/] " if has_destroy(document) else ""
+    console.print(
+        f"{marker}{totals['create']} to create, {totals['update']} to update, {totals['delete']} to delete, "
+        f"{totals['replace']} to replace; {planned} stack(s) planned, {unchanged} unchanged since last apply. "
+        f"Artifacts: {document['artifacts']}",
+        highlight=False,
+    )

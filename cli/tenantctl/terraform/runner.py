@@ -1,0 +1,338 @@
+"""A thin subprocess adapter over the ``terraform`` binary (our own; python-terraform is abandoned).
+
+Every call runs with ``-input=false``, ``TF_IN_AUTOMATION=1`` and the toolchain's CLI config and
+plugin cache. ``plan`` and ``apply`` stream Terraform's machine-readable UI (``-json``) so callers get
+one event per resource as it changes. Failures become ``ExternalCommandError`` (command, exit code,
+tail of the error output); a held state lock becomes ``StateLockedError`` naming the holder; a stale
+saved plan becomes ``StalePlanError``.
+
+Ctrl-C: Terraform runs in its own process group and tenantctl forwards exactly one SIGINT to it, so
+Terraform stops gracefully, writes its state and releases its lock; then ``OperationInterrupted``
+is raised. (A terminal's Ctrl-C reaching both processes would count as two interrupts, which makes
+Terraform abort hard and can leave a lock behind.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tenantctl.errors import ExternalCommandError, RefusedError, TenantctlError
+from tenantctl.terraform.toolchain import Toolchain
+
+EXIT_INTERRUPTED = 130
+
+
+class OperationInterrupted(TenantctlError):
+    """The user interrupted a Terraform run; Terraform was stopped gracefully."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class StateLockedError(RefusedError):
+    """Another run holds the state lock."""
+
+    def __init__(self, message: str, holder: Mapping[str, str]) -> None:
+        super().__init__(message, hint="wait for that run to finish; if it died, `terraform force-unlock ID`")
+        self.holder = dict(holder)
+
+
+class StalePlanError(RefusedError):
+    """The state changed since the saved plan was made."""
+
+
+class DestroyPreventedError(RefusedError):
+    """Terraform refused to plan: a resource with ``prevent_destroy`` would be destroyed."""
+
+    def __init__(self, message: str, addresses: Sequence[str]) -> None:
+        super().__init__(message)
+        self.addresses = tuple(addresses)
+
+
+@dataclass(frozen=True)
+class TerraformEvent:
+    """One line of Terraform's machine-readable UI, reduced to what progress displays need."""
+
+    kind: str  # apply_start, apply_progress, apply_complete, apply_errored, planned_change, ...
+    address: str = ""
+    action: str = ""
+    elapsed_seconds: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    has_changes: bool  # -detailed-exitcode: 2
+    plan_file: Path
+
+
+@dataclass
+class _Interrupts:
+    """Live children and whether the user interrupted; shared by every runner in this process."""
+
+    children: set[subprocess.Popen[str]] = field(default_factory=set)
+    interrupted: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def forward(self, signum: int) -> None:
+        with self.lock:
+            self.interrupted = True
+            children = list(self.children)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT)
+
+
+_INTERRUPTS = _Interrupts()
+
+
+@contextlib.contextmanager
+def forwarding_interrupts() -> Iterator[None]:
+    """While active, SIGINT/SIGTERM are forwarded once to every running terraform child.
+
+    Install it in the main thread around any work that runs terraform (also from worker threads).
+    Outside the main thread, or when already installed, it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_int = signal.getsignal(signal.SIGINT)
+    if getattr(previous_int, "__tenantctl_forwarder__", False):
+        yield
+        return
+    previous_term = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _INTERRUPTS.forward(signum)
+
+    handler.__tenantctl_forwarder__ = True  # type: ignore[attr-defined]
+    with _INTERRUPTS.lock:
+        _INTERRUPTS.interrupted = False
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def interrupted() -> bool:
+    return _INTERRUPTS.interrupted
+
+
+class TerraformRunner:
+    """Runs terraform in one working directory (a root module)."""
+
+    def __init__(
+        self,
+        toolchain: Toolchain,
+        workdir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        on_event: Callable[[TerraformEvent], None] | None = None,
+        lock_timeout: str = "30s",
+        parallelism: int = 10,
+    ) -> None:
+        self.toolchain = toolchain
+        self.workdir = Path(workdir)
+        self.extra_env = dict(env or {})
+        self.on_event = on_event
+        self.lock_timeout = lock_timeout
+        self.parallelism = parallelism
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def init(self, backend_config: Mapping[str, str] | None = None) -> None:
+        args = ["init", "-input=false", "-no-color", "-reconfigure"]
+        args += [f"-backend-config={key}={value}" for key, value in sorted((backend_config or {}).items())]
+        self._run(args)
+
+    def plan(
+        self, out: Path, *, var_files: Sequence[Path] = (), destroy: bool = False, refresh: bool = True,
+    ) -> PlanRun:
+        """``plan -out`` with ``-detailed-exitcode``: exit 0 no changes, 2 changes, else an error."""
+        args = ["plan", "-input=false", "-no-color", "-json", "-detailed-exitcode",
+                f"-lock-timeout={self.lock_timeout}", f"-parallelism={self.parallelism}", f"-out={out}"]
+        args += [f"-var-file={path}" for path in var_files]
+        if destroy:
+            args.append("-destroy")
+        if not refresh:
+            args.append("-refresh=false")
+        code = self._run(args, json_stream=True, ok_codes=(0, 2))
+        return PlanRun(has_changes=code == 2, plan_file=Path(out))
+
+    def show_json(self, plan_file: Path) -> dict[str, Any]:
+        return self._run_json(["show", "-json", "-no-color", str(plan_file)])
+
+    def apply(self, plan_file: Path) -> None:
+        """Apply exactly ``plan_file``; Terraform refuses it if the state changed since."""
+        self._run(["apply", "-input=false", "-no-color", "-json", f"-lock-timeout={self.lock_timeout}",
+                   f"-parallelism={self.parallelism}", str(plan_file)], json_stream=True)
+
+    def output_json(self) -> dict[str, Any]:
+        return self._run_json(["output", "-json", "-no-color"])
+
+    def state_list(self) -> list[str]:
+        return self._capture(["state", "list", "-no-color"]).split()
+
+    def version(self) -> str:
+        document = self._run_json(["version", "-json"])
+        return str(document.get("terraform_version", "unknown"))
+
+    def fmt_check(self) -> bool:
+        argv = [str(self.toolchain.terraform), "fmt", "-check", "-recursive", "-no-color"]
+        done = subprocess.run(argv, cwd=self.workdir, env=self._env(), capture_output=True, text=True,
+                              check=False)
+        return done.returncode == 0
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.toolchain.env(), **self.extra_env}
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        return [str(self.toolchain.terraform), *args]
+
+    def _run_json(self, args: Sequence[str]) -> dict[str, Any]:
+        text = self._capture(args)
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise ExternalCommandError(self._argv(args), 0, f"output is not JSON: {error}",
+                                       cwd=str(self.workdir)) from error
+        if not isinstance(document, dict):
+            raise ExternalCommandError(self._argv(args), 0, "output is not a JSON object", cwd=str(self.workdir))
+        return document
+
+    def _capture(self, args: Sequence[str]) -> str:
+        stdout: list[str] = []
+        self._run(args, sink=stdout.append)
+        return "".join(stdout)
+
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        json_stream: bool = False,
+        ok_codes: Sequence[int] = (0,),
+        sink: Callable[[str], None] | None = None,
+    ) -> int:
+        argv = self._argv(args)
+        if _INTERRUPTS.interrupted:
+            raise OperationInterrupted(f"interrupted: did not start {' '.join(args[:1])} in {self.workdir}")
+        errors: list[str] = []
+        stderr_lines: list[str] = []
+        try:
+            process = subprocess.Popen(
+                argv, cwd=self.workdir, env=self._env(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise ExternalCommandError(argv, -1, str(error), cwd=str(self.workdir)) from error
+        with _INTERRUPTS.lock:
+            _INTERRUPTS.children.add(process)
+            if _INTERRUPTS.interrupted:  # raced with a Ctrl-C: forward it now
+                process.send_signal(signal.SIGINT)
+        drain = threading.Thread(target=_drain, args=(process.stderr, stderr_lines), daemon=True)
+        drain.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if json_stream:
+                    self._handle_ui_line(line, errors)
+                elif sink is not None:
+                    sink(line)
+            returncode = process.wait()
+        except BaseException:
+            # A KeyboardInterrupt without the forwarder installed: stop terraform gracefully.
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=300)
+            raise
+        finally:
+            with _INTERRUPTS.lock:
+                _INTERRUPTS.children.discard(process)
+            drain.join(timeout=10)
+        stderr = "".join(stderr_lines)
+        if _INTERRUPTS.interrupted:
+            raise OperationInterrupted(
+                f"interrupted: terraform stopped gracefully (exit code {returncode}) in {self.workdir}"
+            )
+        if returncode in ok_codes:
+            return returncode
+        detail = "\n".join([*errors, stderr.strip()]).strip()
+        _raise_known_failures(detail, argv)
+        raise ExternalCommandError(argv, returncode, detail, cwd=str(self.workdir))
+
+    def _handle_ui_line(self, line: str, errors: list[str]) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        kind = str(message.get("type", ""))
+        if kind == "diagnostic":
+            diagnostic = message.get("diagnostic") or {}
+            if diagnostic.get("severity") == "error":
+                errors.append(f"Error: {diagnostic.get('summary', '')}\n{diagnostic.get('detail', '')}".strip())
+        if self.on_event is None:
+            return
+        hook = message.get("hook") or message.get("change") or {}
+        resource = hook.get("resource") or {}
+        elapsed = hook.get("elapsed_seconds")
+        self.on_event(TerraformEvent(
+            kind=kind,
+            address=str(resource.get("addr", "")),
+            action=str(hook.get("action", "")),
+            elapsed_seconds=float(elapsed) if isinstance(elapsed, int | float) else None,
+            message=str(message.get("@message", "")),
+        ))
+
+
+def _drain(stream: Any, lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*)$", re.MULTILINE)
+
+
+_PREVENTED = re.compile(r"Resource (\S+) has lifecycle\.prevent_destroy set")
+
+
+def _raise_known_failures(detail: str, argv: list[str]) -> None:
+    prevented = _PREVENTED.findall(detail)
+    if prevented:
+        raise DestroyPreventedError(
+            "refused: the plan would destroy " + ", ".join(sorted(set(prevented)))
+            + " (lifecycle.prevent_destroy)",
+            sorted(set(prevented)),
+        )
+    if "Error acquiring the state lock" in detail or "ConditionalCheckFailedException" in detail:
+        holder = {key.lower(): value.strip() for key, value in _LOCK_FIELD.findall(detail)}
+        who = holder.get("who", "unknown")
+        operation = holder.get("operation", "unknown operation")
+        created = holder.get("created", "unknown time")
+        raise StateLockedError(
+            f"the Terraform state is locked by {who} ({operation}, since {created}, lock ID "
+            f"{holder.get('id', '?')}, state {holder.get('path', '?')})",
+            holder,
+        )
+    if "Saved plan is stale" in detail or "plan file can no longer be applied" in detail:
+        raise StalePlanError(
+            "the saved plan is stale: the state changed since it was made; run `tenantctl plan` again"
+        )

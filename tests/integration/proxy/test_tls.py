@@ -1,0 +1,147 @@
+"""TLS on both legs with generated certificates: client -> proxy (termination) and proxy -> cluster."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from proxy_it_support import Clusters, StartProxy, raw_startup_error
+
+from tenantctl.routing.document import ClusterRoute, ClusterTls
+from tenantctl.routing.store import write_map
+
+pytestmark = pytest.mark.postgres
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(path, 0o600)
+
+
+def make_ca(directory: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = directory / f"{name}.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key, path
+
+
+def make_leaf(directory: Path, name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path]
+              ) -> tuple[Path, Path]:
+    ca_cert, ca_key, _ = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, key_path)
+    return cert_path, key_path
+
+
+class Pki:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ca = make_ca(directory, "test-ca")
+        self.other_ca = make_ca(directory, "unrelated-ca")
+        self.proxy_cert, self.proxy_key = make_leaf(directory, "proxy", self.ca)
+        self.server_cert, self.server_key = make_leaf(directory, "cluster", self.ca)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.ca[2]
+
+
+@pytest.fixture(scope="module")
+def pki_with_tls_on_c2(clusters: Clusters) -> Iterator[Pki]:
+    """Certificates, and TLS switched on for cluster c2's server (left on: harmless for other tests)."""
+    directory = clusters.root / "pki"
+    directory.mkdir(exist_ok=True)
+    pki = Pki(directory)
+    server_dir = clusters.servers["c2"].data_dir
+    for source, target in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key")):
+        shutil.copy(source, server_dir / target)
+        shutil.chown(server_dir / target, "postgres", "postgres")
+        os.chmod(server_dir / target, 0o600)
+    with clusters.admin("c2") as connection:
+        connection.execute("ALTER SYSTEM SET ssl = on")
+        connection.execute("SELECT pg_reload_conf()")
+    yield pki
+
+
+def test_tls_terminated_at_the_proxy_and_verified_to_the_cluster(clusters: Clusters, pki_with_tls_on_c2: Pki,
+                                                                 workdir: Path, start_proxy: StartProxy) -> None:
+    pki = pki_with_tls_on_c2
+    routes = workdir / "routes.json"
+    c1, c2 = clusters.servers["c1"], clusters.servers["c2"]
+    write_map(routes, clusters.routing_map(clusters={
+        "c1": ClusterRoute(c1.host, c1.port),
+        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file))),
+    }))
+    proxy = start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key), "--require-tls")
+    # SCRAM channel binding cannot survive TLS termination (the client binds to the proxy's
+    # certificate, the cluster to its own): with TLS on both legs SCRAM clients disable it.
+    dsn = proxy.dsn("bob", "app", "bob-pw", sslmode="verify-full", sslrootcert=str(pki.ca_file),
+                    channel_binding="disable")
+    with pytest.raises(psycopg.OperationalError, match="channel binding"):
+        psycopg.connect(proxy.dsn("bob", "app", "bob-pw", sslmode="verify-full", sslrootcert=str(pki.ca_file)))
+    with psycopg.connect(dsn) as connection:
+        assert connection.info.pgconn.ssl_in_use
+        row = connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert row == (True,)  # the proxy -> cluster leg is encrypted too
+        assert connection.execute("SELECT current_database()").fetchone() == ("bob_app",)
+    # TLS to the client, plaintext to c1 (its mode is disable).
+    with psycopg.connect(proxy.dsn("alice", "app", "alice-pw", sslmode="require")) as connection:
+        assert connection.info.pgconn.ssl_in_use
+        assert connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (False,)
+    # --require-tls: a plaintext client is refused like pg_hba would.
+    fields = raw_startup_error(proxy.port, "bob", "app")
+    assert fields["C"] == "28000" and fields["M"].endswith("no encryption")
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+        psycopg.connect(proxy.dsn("bob", "app", "bob-pw", sslmode="disable"))
+
+
+def test_backend_tls_failures_are_08001(clusters: Clusters, pki_with_tls_on_c2: Pki, workdir: Path,
+                                        start_proxy: StartProxy) -> None:
+    pki = pki_with_tls_on_c2
+    routes = workdir / "routes.json"
+    c1, c2 = clusters.servers["c1"], clusters.servers["c2"]
+    write_map(routes, clusters.routing_map(clusters={
+        "c1": ClusterRoute(c1.host, c1.port, ClusterTls("require")),  # c1 has no TLS
+        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.other_ca[2]))),  # wrong CA
+    }))
+    proxy = start_proxy(routes)
+    assert raw_startup_error(proxy.port, "alice", "app") == {
+        "S": "FATAL", "V": "FATAL", "C": "08001", "M": 'could not establish TLS with cluster "c1"'}
+    assert raw_startup_error(proxy.port, "bob", "app")["C"] == "08001"
+    routes_require = workdir / "routes-require.json"
+    write_map(routes_require, clusters.routing_map(clusters={
+        "c1": ClusterRoute(c1.host, c1.port), "c2": ClusterRoute(c2.host, c2.port, ClusterTls("require"))}))
+    proxy_require = start_proxy(routes_require)
+    with psycopg.connect(proxy_require.dsn("bob", "app", "bob-pw", channel_binding="disable")) as connection:
+        assert connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)

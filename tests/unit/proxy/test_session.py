@@ -1,0 +1,240 @@
+"""The handshake state machine, driven without sockets."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenantctl.proxy import session as s
+from tenantctl.proxy import wire
+from tenantctl.proxy.admission import Admission
+from tenantctl.proxy.cancel import BackendTarget, CancelKeys
+from tenantctl.routing.document import ClusterRoute, ClusterTls, RoutingMap, TenantRoute, seal
+
+MAP = seal(RoutingMap(
+    1, "2026-11-23T09:30:00Z",
+    {"c1": ClusterRoute("10.1.0.1", 5432), "c2": ClusterRoute("10.2.0.1", 5433, ClusterTls("require"))},
+    {
+        "alice": TenantRoute("alice", "c1", {"app": "alice_app"}, ("127.0.0.0/8",), 2),
+        "bob": TenantRoute("bob", "c2", {"app": "bob_app"}, ("127.0.0.1/32", "::1/128"), 5),
+        "carol": TenantRoute("carol", "c1", {"app": "carol_app"}, ("203.0.113.0/24",), 5),
+    },
+))
+
+
+class Harness:
+    def __init__(self, address: str = "127.0.0.1", policy: s.SessionPolicy = s.SessionPolicy(),
+                 routing_map: RoutingMap = MAP) -> None:
+        self.admission = Admission()
+        self.cancel_keys = CancelKeys()
+        self.map = routing_map
+        self.address = address
+        self.policy = policy
+
+    def session(self) -> s.Session:
+        return s.Session(client_address=self.address, routes=lambda: self.map, admission=self.admission,
+                         cancel_keys=self.cancel_keys, policy=self.policy)
+
+
+def startup(**params: str) -> bytes:
+    return wire.encode_startup_message(wire.StartupMessage(wire.PROTOCOL_3_0, tuple(params.items())))
+
+
+def sent_to_client(actions: list[s.Action]) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, s.SendToClient))
+
+
+def error_of(actions: list[s.Action]) -> dict[str, str]:
+    data = sent_to_client(actions)
+    assert data[:1] == b"E", actions
+    return wire.decode_error_fields(data[5:])
+
+
+def authenticate(session: s.Session, backend_pid: int = 4242, secret: bytes = b"bsec") -> list[s.Action]:
+    """Backend side of a successful login: AuthenticationOk, BackendKeyData, ReadyForQuery."""
+    stream = (b"R" + struct.pack("!ii", 8, 0) + wire.encode_backend_key_data(backend_pid, secret)
+              + b"S" + struct.pack("!i", 4 + 13) + b"TimeZone\x00UTC\x00" + b"Z\x00\x00\x00\x05I")
+    return session.backend_data(stream)
+
+
+def test_happy_path_rewrites_database_and_relays_after_ready_for_query() -> None:
+    harness = Harness()
+    session = harness.session()
+    actions = session.client_data(startup(user="alice", database="app", application_name="t"))
+    assert actions == [s.ConnectBackend(BackendTarget("c1", "10.1.0.1", 5432, ClusterTls()))]
+    (send,) = session.backend_connected()
+    assert isinstance(send, s.SendToBackend)
+    forwarded = wire.decode_startup_packet(send.data)
+    assert isinstance(forwarded, wire.StartupMessage)
+    assert forwarded.parameters == (("user", "alice"), ("database", "alice_app"), ("application_name", "t"))
+    # Authentication bytes from the client pass through untouched.
+    assert session.client_data(b"p\x00\x00\x00\x09pass\x00") == [s.SendToBackend(b"p\x00\x00\x00\x09pass\x00")]
+    actions = authenticate(session)
+    assert actions[-1] == s.Relay()
+    assert session.state is s.State.RELAY
+    assert harness.admission.active("alice") == 1
+    session.finish()
+    assert harness.admission.active("alice") == 0
+    assert len(harness.cancel_keys) == 0
+
+
+def test_client_gets_the_proxys_key_and_a_cancel_reaches_the_right_backend_despite_pid_collision() -> None:
+    harness = Harness()
+    first, second = harness.session(), harness.session()
+    keys = []
+    for session, user in ((first, "alice"), (second, "bob")):
+        session.client_data(startup(user=user, database="app"))
+        if session.target and session.target.tls.mode != "disable":
+            assert session.backend_connected() == [s.SendToBackend(wire.encode_ssl_request())]
+            assert session.backend_data(b"S") == [s.StartBackendTls(session.target)]
+            session.backend_tls_established()
+        else:
+            session.backend_connected()
+        actions = authenticate(session, backend_pid=777, secret=b"same")  # same pid on both clusters
+        data = sent_to_client(actions)
+        key_at = data.index(b"K")
+        keys.append(wire.decode_backend_key_data(data[key_at + 5:key_at + 13]))
+    assert keys[0][0] != 777 and keys[1][0] != 777 and keys[0][0] != keys[1][0]
+    for (pid, secret), cluster in zip(keys, ("c1", "c2"), strict=True):
+        canceller = harness.session()
+        actions = canceller.client_data(wire.encode_cancel_request(pid, secret))
+        forward = actions[0]
+        assert isinstance(forward, s.ForwardCancel)
+        assert (forward.target.cluster, forward.pid, forward.secret) == (cluster, 777, b"same")
+        assert actions[-1] == s.Close()
+
+
+def test_unknown_or_wrong_cancel_keys_are_dropped_silently() -> None:
+    harness = Harness()
+    session = harness.session()
+    session.client_data(startup(user="alice", database="app"))
+    session.backend_connected()
+    data = sent_to_client(authenticate(session))
+    pid, _secret = wire.decode_backend_key_data(data[data.index(b"K") + 5:][:8])
+    for request in (wire.encode_cancel_request(pid, b"nope"), wire.encode_cancel_request(pid + 999, b"abcd")):
+        canceller = harness.session()
+        assert canceller.client_data(request) == [s.Close()]
+        assert canceller.cancel_dropped
+
+
+def test_unknown_tenant_unknown_database_and_address_get_one_ambiguous_message() -> None:
+    messages = {}
+    for name, user, database, address in (
+        ("unknown tenant", "mallory", "app", "127.0.0.1"),
+        ("unknown database", "alice", "postgres", "127.0.0.1"),
+        ("physical name", "alice", "alice_app", "127.0.0.1"),
+        ("address", "carol", "app", "127.0.0.1"),
+    ):
+        session = Harness(address=address).session()
+        actions = session.client_data(startup(user=user, database=database))
+        fields = error_of(actions)
+        assert fields["C"] == "28000"
+        assert isinstance(actions[-1], s.Close)
+        messages[name] = fields["M"].replace(f"\"{database}\"", "D").replace(f"\"{user}\"", "U")
+    assert len(set(messages.values())) == 1, messages
+    assert messages["address"] == 'no pg_hba.conf entry for host "127.0.0.1", user U, database D, no encryption'
+
+
+def test_ipv6_and_ipv4_mapped_addresses_are_matched() -> None:
+    for address in ("::1", "::ffff:127.0.0.1"):
+        session = Harness(address=address).session()
+        assert isinstance(session.client_data(startup(user="bob", database="app"))[0], s.ConnectBackend)
+
+
+def test_per_tenant_connection_limit_is_53300_and_slots_are_released() -> None:
+    harness = Harness()
+    admitted = [harness.session() for _ in range(2)]
+    for session in admitted:
+        assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+    refused = harness.session()
+    actions = refused.client_data(startup(user="alice", database="app"))
+    assert error_of(actions)["C"] == "53300"
+    assert actions[-1] == s.Close(s.Reason.TOO_MANY_CONNECTIONS)
+    admitted[0].finish()
+    admitted[0].finish()  # idempotent
+    assert isinstance(harness.session().client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+
+
+def test_ssl_request_is_refused_without_a_certificate_and_gssenc_always() -> None:
+    session = Harness().session()
+    actions = session.client_data(wire.encode_gssenc_request() + wire.encode_ssl_request())
+    assert actions == [s.SendToClient(b"N"), s.SendToClient(b"N")]
+    assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+
+
+def test_ssl_request_with_a_certificate_starts_tls_and_refuses_injected_plaintext() -> None:
+    policy = s.SessionPolicy(tls_available=True, require_tls=True)
+    session = Harness(policy=policy).session()
+    assert session.client_data(wire.encode_ssl_request()) == [s.SendToClient(b"S"), s.StartClientTls()]
+    session.client_tls_established()
+    assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+    injected = Harness(policy=policy).session()
+    actions = injected.client_data(wire.encode_ssl_request() + startup(user="alice", database="app"))
+    assert error_of(actions)["C"] == "08P01"
+
+
+def test_require_tls_refuses_plaintext_startup() -> None:
+    session = Harness(policy=s.SessionPolicy(tls_available=True, require_tls=True)).session()
+    actions = session.client_data(startup(user="alice", database="app"))
+    assert error_of(actions)["C"] == "28000"
+    assert actions[-1] == s.Close(s.Reason.TLS_REQUIRED)
+
+
+def test_backend_that_refuses_tls_or_cannot_be_reached_gives_08001_naming_only_the_cluster() -> None:
+    session = Harness().session()
+    session.client_data(startup(user="bob", database="app"))
+    session.backend_connected()
+    fields = error_of(session.backend_data(b"N"))
+    assert fields["C"] == "08001" and "c2" in fields["M"] and "10.2.0.1" not in fields["M"]
+    harness = Harness()
+    unreachable = harness.session()
+    unreachable.client_data(startup(user="alice", database="app"))
+    fields = error_of(unreachable.backend_connect_failed())
+    assert fields == {"S": "FATAL", "V": "FATAL", "C": "08001", "M": 'could not connect to cluster "c1"'}
+    unreachable.finish()
+    assert harness.admission.active("alice") == 0
+
+
+def test_fragmented_startup_and_oversized_packets() -> None:
+    session = Harness().session()
+    packet = startup(user="alice", database="app")
+    for byte in packet[:-1]:
+        assert session.client_data(bytes([byte])) == []
+    assert isinstance(session.client_data(packet[-1:])[0], s.ConnectBackend)
+    small = Harness(policy=s.SessionPolicy(max_startup_packet=64)).session()
+    actions = small.client_data(startup(user="alice", database="a" * 100))
+    assert error_of(actions)["C"] == "08P01"
+    assert actions[-1] == s.Close(s.Reason.MALFORMED_STARTUP)
+
+
+def test_timeout_refuses_until_relaying() -> None:
+    session = Harness().session()
+    session.client_data(startup(user="alice", database="app")[:5])
+    actions = session.timeout()
+    assert error_of(actions)["C"] == "08P01"
+    assert actions[-1] == s.Close(s.Reason.STARTUP_TIMEOUT)
+
+
+def test_removed_tenant_gets_no_new_connections() -> None:
+    harness = Harness()
+    live = harness.session()
+    live.client_data(startup(user="alice", database="app"))
+    harness.map = seal(RoutingMap(2, MAP.generated_at, MAP.clusters,
+                                  {k: v for k, v in MAP.tenants.items() if k != "alice"}))
+    assert error_of(harness.session().client_data(startup(user="alice", database="app")))["C"] == "28000"
+    assert live.backend_connected()  # the session admitted under the old map carries on
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=64), max_size=8))
+def test_random_client_bytes_never_raise_and_never_leak_a_slot(chunks: list[bytes]) -> None:
+    harness = Harness()
+    session = harness.session()
+    for chunk in [startup(user="alice", database="app")[:3], *chunks]:
+        for action in session.client_data(chunk):
+            assert not isinstance(action, s.StartBackendTls)
+    session.timeout()
+    session.finish()
+    assert harness.admission.total() == 0

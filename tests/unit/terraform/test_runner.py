@@ -1,0 +1,169 @@
+"""The runner's process handling, with a stand-in `terraform` script (fast; the real binary is
+exercised by tests/integration/terraform)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tenantctl.errors import ExternalCommandError
+from tenantctl.terraform.runner import (
+    DestroyPreventedError,
+    OperationInterrupted,
+    StalePlanError,
+    StateLockedError,
+    TerraformEvent,
+    TerraformRunner,
+    _raise_known_failures,
+)
+from tenantctl.terraform.toolchain import Toolchain
+
+LOCK_ERROR = """Error: Error acquiring the state lock
+Error message: ConditionalCheckFailedException: The conditional request failed
+Lock Info:
+  ID:        6f1c2a7e-0000-4000-8000-000000000001
+  Path:      tf-state/tenantctl/cluster.tfstate
+  Operation: OperationTypeApply
+  Who:       alice@ci-runner-7
+  Version:   1.0.3
+  Created:   2026-11-23 09:00:00.000000 +0000 UTC
+  Info:
+"""
+
+
+def test_lock_error_names_the_holder() -> None:
+    with pytest.raises(StateLockedError) as caught:
+        _raise_known_failures(LOCK_ERROR, ["terraform", "plan"])
+    assert "alice@ci-runner-7" in caught.value.message
+    assert "OperationTypeApply" in caught.value.message
+    assert caught.value.holder["id"] == "6f1c2a7e-0000-4000-8000-000000000001"
+    assert caught.value.exit_code == 3
+
+
+def test_prevent_destroy_and_stale_plan_are_refusals() -> None:
+    detail = ('Error: Instance cannot be destroyed\n\nResource aws_rds_cluster.this["spare"] has '
+              "lifecycle.prevent_destroy set, but the plan calls for this resource to be destroyed.")
+    with pytest.raises(DestroyPreventedError) as caught:
+        _raise_known_failures(detail, [])
+    assert caught.value.addresses == ('aws_rds_cluster.this["spare"]',)
+    with pytest.raises(StalePlanError):
+        _raise_known_failures("Error: Saved plan is stale", [])
+    _raise_known_failures("Error: something else", [])  # not translated: the caller raises generically
+
+
+def fake_terraform(tmp_path: Path, body: str) -> Toolchain:
+    script = tmp_path / "terraform"
+    script.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    script.chmod(0o755)
+    return Toolchain(terraform=script, cli_config=tmp_path / "rc", plugin_cache=tmp_path / "cache")
+
+
+def test_plan_uses_detailed_exitcode_and_streams_events(tmp_path: Path) -> None:
+    toolchain = fake_terraform(tmp_path, """
+        import json, os, sys
+        assert os.environ["TF_IN_AUTOMATION"] == "1" and "-input=false" in sys.argv
+        with open(os.environ["ARGS_FILE"], "w") as fh:
+            json.dump(sys.argv[1:], fh)
+        print(json.dumps({"type": "planned_change", "@message": "x: Plan to create",
+                          "change": {"resource": {"addr": "aws_iam_user.x"}, "action": "create"}}))
+        sys.exit(int(os.environ["EXIT"]))
+    """)
+    events: list[TerraformEvent] = []
+    args_file = tmp_path / "args.json"
+    runner = TerraformRunner(toolchain, tmp_path, env={"EXIT": "2", "ARGS_FILE": str(args_file)},
+                             on_event=events.append)
+    assert runner.plan(tmp_path / "p.tfplan", var_files=[tmp_path / "v.json"]).has_changes
+    assert events == [TerraformEvent("planned_change", "aws_iam_user.x", "create", None, "x: Plan to create")]
+    args = __import__("json").loads(args_file.read_text())
+    assert args[0] == "plan" and "-detailed-exitcode" in args and f"-out={tmp_path / 'p.tfplan'}" in args
+    assert f"-var-file={tmp_path / 'v.json'}" in args
+    runner.extra_env["EXIT"] = "0"
+    assert not runner.plan(tmp_path / "p.tfplan").has_changes
+
+
+def test_failure_carries_command_exit_code_and_error_tail(tmp_path: Path) -> None:
+    toolchain = fake_terraform(tmp_path, """
+        import json, sys
+        print(json.dumps({"type": "diagnostic", "diagnostic": {"severity": "error", "summary": "Bad thing",
+                                                               "detail": "it broke"}}))
+        sys.stderr.write("stderr line\\n")
+        sys.exit(1)
+    """)
+    with pytest.raises(ExternalCommandError) as caught:
+        TerraformRunner(toolchain, tmp_path).plan(tmp_path / "p")
+    error = caught.value
+    assert error.returncode == 1 and error.argv[1] == "plan"
+    assert "Bad thing" in error.message and "it broke" in error.message and "stderr line" in error.message
+
+
+def test_missing_binary_is_a_clean_error(tmp_path: Path) -> None:
+    toolchain = Toolchain(terraform=tmp_path / "nope", cli_config=tmp_path, plugin_cache=tmp_path)
+    with pytest.raises(ExternalCommandError):
+        TerraformRunner(toolchain, tmp_path).init()
+
+
+INTERRUPTIBLE = """
+    import os, signal, sys, time
+    marker = os.environ["MARKER"]
+    def stop(signum, frame):
+        with open(marker, "a") as fh:
+            fh.write("SIGINT\\n")
+        time.sleep(0.3)  # graceful: "release the lock", then exit
+        sys.exit(1)
+    signal.signal(signal.SIGINT, stop)
+    with open(marker, "a") as fh:
+        fh.write("started\\n")
+    time.sleep(60)
+"""
+
+
+def test_ctrl_c_is_forwarded_once_and_waited_for(tmp_path: Path) -> None:
+    """tenantctl gets SIGINT; the fake terraform gets exactly one and finishes before tenantctl exits."""
+    fake_terraform(tmp_path, INTERRUPTIBLE)
+    marker = tmp_path / "marker"
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from tenantctl.terraform.runner import TerraformRunner, forwarding_interrupts, OperationInterrupted
+        from tenantctl.terraform.toolchain import Toolchain
+        tc = Toolchain(terraform=Path({str(tmp_path / "terraform")!r}), cli_config=Path("/x"), plugin_cache=Path("/y"))
+        with forwarding_interrupts():
+            try:
+                TerraformRunner(tc, Path({str(tmp_path)!r}), env={{"MARKER": {str(marker)!r}}}).apply(Path("p"))
+            except OperationInterrupted as error:
+                print("interrupted:", error.message)
+                sys.exit(130)
+    """))
+    process = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and "started" in marker.read_text()):
+            assert time.monotonic() < deadline, "fake terraform never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stdout
+    assert marker.read_text().count("SIGINT") == 1
+    assert "Traceback" not in stderr
+
+
+def test_interrupt_flag_stops_new_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenantctl.terraform import runner as runner_module
+
+    toolchain = fake_terraform(tmp_path, "import sys; sys.exit(0)\n")
+    monkeypatch.setattr(runner_module._INTERRUPTS, "interrupted", True)
+    with pytest.raises(OperationInterrupted):
+        TerraformRunner(toolchain, tmp_path).init()

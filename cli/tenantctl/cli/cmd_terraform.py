@@ -159,17 +159,11 @@ def plan(
     """
     from tenantctl.report import document as report_document
     from tenantctl.report import markdown, terminal
-    from tenantctl.terraform import pipeline
-    from tenantctl.terraform.environment import terraform_environment
-    from tenantctl.terraform.workspace import Workspace
+    from tenantctl.workflow import deploy
 
     model = load_model(resolve_clients_file(clients_file))
-    workspace = Workspace.at(Path.cwd(), stacks)
-    environment = terraform_environment(model, workspace)
-    options = pipeline.PipelineOptions(all_stacks=all_stacks, lock_timeout=lock_timeout,
-                                       parallelism=parallel or pipeline.DEFAULT_PARALLELISM)
-    result = pipeline.plan(model, workspace, environment, options=options,
-                           progress=ConsoleProgress(quiet=quiet))
+    result = deploy.plan_all(Path.cwd(), model, progress=ConsoleProgress(quiet=quiet), all_stacks=all_stacks,
+                             stacks=stacks, parallelism=parallel, lock_timeout=lock_timeout)
     document = report_document.plan_document(result)
     if output is ReportFormat.json:
         print_json(document)
@@ -210,16 +204,13 @@ def apply(
     """
     from tenantctl.report import terminal
     from tenantctl.terraform import pipeline
-    from tenantctl.terraform.environment import terraform_environment
     from tenantctl.terraform.manifest import PlanManifest
     from tenantctl.terraform.plan_json import PlanSummary
     from tenantctl.terraform.workspace import Workspace
+    from tenantctl.workflow import deploy
 
     model = load_model(resolve_clients_file(clients_file))
     workspace = Workspace.at(Path.cwd(), stacks)
-    environment = terraform_environment(model, workspace)
-    options = pipeline.PipelineOptions(parallelism=parallel or pipeline.DEFAULT_PARALLELISM,
-                                       lock_timeout=lock_timeout)
 
     def confirm(manifest: PlanManifest, summaries: dict[str, PlanSummary]) -> bool:
         changes = sum(len(s.changes) for s in summaries.values())
@@ -232,18 +223,28 @@ def apply(
         terminal.render(document, err)
         return typer.confirm(f"Apply plan {manifest.plan_id} ({changes} change(s))?", default=False, err=True)
 
-    result = pipeline.apply(workspace, environment, plan_id=plan_id, options=options,
-                            progress=ConsoleProgress(quiet=output is OutputFormat.json), confirm=confirm)
+    deployed = deploy.apply_all(Path.cwd(), model, plan_id=plan_id, confirm=confirm, stacks=stacks,
+                                progress=ConsoleProgress(quiet=output is OutputFormat.json),
+                                parallelism=parallel, lock_timeout=lock_timeout)
+    assert deployed.terraform is not None
+    result = deployed.terraform
     failed = [s for s in result.stacks if s.status == pipeline.StackStatus.FAILED]
     if output is OutputFormat.json:
         print_json({
             "plan_id": result.plan_id, "status": result.status,
             "stacks": [{"stack": s.stack, "status": s.status, "error": s.error,
                         "changes": [c.to_json() for c in s.changes]} for s in result.stacks],
+            "postgres": {"applied_actions": deployed.postgres_actions},
+            "routes": {"path": str(deployed.routes) if deployed.routes else None, "serial": deployed.routes_serial},
         })
     else:
         applied = sum(1 for s in result.stacks if s.status == pipeline.StackStatus.APPLIED)
         out.print(f"plan {result.plan_id}: {applied} stack(s) applied, {len(failed)} failed", markup=False)
+        for cluster, count in deployed.postgres_actions.items():
+            if count:
+                out.print(f"postgres {cluster}: {count} action(s) applied", markup=False)
+        if deployed.routes is not None:
+            out.print(f"routing map {deployed.routes} (serial {deployed.routes_serial})", markup=False)
         for stack in failed:
             err.print(f"[bold red]failed[/] {stack.stack}: {stack.error}", highlight=False)
         deferred = [s.stack for s in pipeline.load_plan(workspace, result.plan_id)[0].stacks

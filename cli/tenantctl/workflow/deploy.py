@@ -1,0 +1,203 @@
+"""The whole deployment: Terraform stacks + native Postgres engine + routing map, as one plan/apply.
+
+``plan_all`` runs the Terraform pipeline with the native Postgres engine as a section: its per-tenant
+actions are shown beside the Terraform changes and saved as ``postgres.json`` in the same plan
+directory. ``apply_all`` applies exactly that plan (Terraform first, then each cluster's Postgres
+plan, which refuses itself if the catalogs changed since), then writes the routing map the proxy
+serves. ``converge`` repeats plan/apply while tenant stacks wait for a new cluster.
+
+On the ``local`` target the embedded services (moto, one PostgreSQL server per cluster) are started
+or reused on demand: the local target is meant to just work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tenantctl.errors import InputError, TenantctlError
+from tenantctl.model.desired import desired_state
+from tenantctl.model.types import Model
+from tenantctl.routing.build import Endpoint, build_routing_map
+from tenantctl.routing.store import read_previous, write_map
+from tenantctl.terraform import guard, pipeline
+from tenantctl.terraform.manifest import AppliedManifest
+from tenantctl.terraform.workspace import Workspace
+
+STATE_DIR = Path(".tenantctl")
+ROUTES_FILE = STATE_DIR / "routes.json"
+POSTGRES_PLAN = "postgres.json"
+
+Confirm = Callable[..., bool]
+
+
+@dataclass
+class DeployResult:
+    plan_id: str | None
+    terraform: pipeline.ApplyResult | None
+    postgres_actions: dict[str, int] = field(default_factory=dict)  # cluster -> actions applied
+    routes: Path | None = None
+    routes_serial: int | None = None
+    rounds: int = 1
+
+    @property
+    def failed(self) -> bool:
+        return self.terraform is not None and any(
+            s.status == pipeline.StackStatus.FAILED for s in self.terraform.stacks)
+
+
+def _state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+def _secret_store(model: Model, state_dir: Path) -> Any:
+    if not any(not t.rds_iam_auth for t in model.tenants):
+        return None
+    from tenantctl.aws.secrets import SecretsManagerStore
+    from tenantctl.aws.session import client, target_for
+    from tenantctl.local.moto import ensure_moto
+
+    moto = ensure_moto(state_dir)
+    return SecretsManagerStore(client(target_for(model.settings, moto.url), "secretsmanager"))
+
+
+def _resolver(model: Model, state_dir: Path) -> Any:
+    if model.settings.target != "local":
+        raise InputError(f"the native Postgres engine cannot reach clusters of the {model.settings.target!r} "
+                         "target yet", hint='use the local target, or settings.postgres_engine = "terraform"')
+    from tenantctl.local.pgserver import up_local_clusters
+    from tenantctl.postgres.connect import LocalClusterResolver
+
+    up_local_clusters(model, state_dir)
+    return LocalClusterResolver(state_dir)
+
+
+@dataclass
+class PostgresSection:
+    """The native engine as a section of the Terraform plan (``pipeline.SectionPlanner``)."""
+
+    state_dir: Path
+    name: str = "postgres"
+
+    def plan(self, model: Model, plan_dir: Path) -> pipeline.Section:
+        if model.settings.postgres_engine != "native":
+            return pipeline.Section(self.name)  # the terraform engine's resources are in the tenant stacks
+        from tenantctl.postgres.engine import plan_cluster, save_plans
+
+        desired = desired_state(model)
+        resolver = _resolver(model, self.state_dir)
+        secrets = _secret_store(model, self.state_dir)
+        plans = [plan_cluster(desired, c.name, resolver.resolve(c.name), secrets=secrets) for c in model.clusters]
+        save_plans(plans, plan_dir / POSTGRES_PLAN)
+        items = tuple(
+            pipeline.SectionItem(tenant=action.tenant or None, action=action.kind, object=action.description,
+                                 detail=action.subject)
+            for plan in plans for action in plan.actions
+        )
+        return pipeline.Section(self.name, items=items)
+
+
+def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.GuardPolicy | None = None,
+             all_stacks: bool = False, stacks: Path | None = None, parallelism: int | None = None,
+             lock_timeout: str = "30s") -> pipeline.PlanResult:
+    from tenantctl.terraform.environment import terraform_environment
+
+    workspace = Workspace.at(root, stacks)
+    environment = terraform_environment(model, workspace)
+    options = pipeline.PipelineOptions(all_stacks=all_stacks, lock_timeout=lock_timeout,
+                                       policy=policy or guard.GuardPolicy(),
+                                       parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
+    return pipeline.plan(model, workspace, environment, options=options, progress=progress,
+                         sections=[PostgresSection(workspace.state_dir)])
+
+
+def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: Confirm | None = None,
+              progress: Any = None, policy: guard.GuardPolicy | None = None, stacks: Path | None = None,
+              parallelism: int | None = None, lock_timeout: str = "30s",
+              postgres_progress: Callable[[Any], None] | None = None) -> DeployResult:
+    """Apply the saved plan: Terraform stacks, then the Postgres plans saved with it, then the routing map."""
+    from tenantctl.terraform.environment import terraform_environment
+
+    workspace = Workspace.at(root, stacks)
+    environment = terraform_environment(model, workspace)
+    options = pipeline.PipelineOptions(policy=policy or guard.GuardPolicy(), lock_timeout=lock_timeout,
+                                       parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
+    result = pipeline.apply(workspace, environment, plan_id=plan_id, options=options, progress=progress,
+                            confirm=confirm)
+    deploy = DeployResult(plan_id=result.plan_id, terraform=result)
+    if deploy.failed:
+        return deploy
+    plan_dir = workspace.plans_dir / result.plan_id
+    deploy.postgres_actions = apply_postgres_plans(model, workspace.state_dir, plan_dir / POSTGRES_PLAN,
+                                                   progress=postgres_progress)
+    deploy.routes, deploy.routes_serial = write_routes(root, model)
+    return deploy
+
+
+def apply_postgres_plans(model: Model, state_dir: Path, plan_file: Path, *,
+                         progress: Callable[[Any], None] | None = None) -> dict[str, int]:
+    if model.settings.postgres_engine != "native" or not plan_file.exists():
+        return {}
+    from tenantctl.postgres.engine import apply_cluster, load_plans
+
+    desired = desired_state(model)
+    resolver = _resolver(model, state_dir)
+    secrets = _secret_store(model, state_dir)
+    applied: dict[str, int] = {}
+    for plan in load_plans(plan_file):
+        apply_cluster(plan, desired, resolver.resolve(plan.cluster), secrets=secrets, progress=progress)
+        applied[plan.cluster] = len(plan.actions)
+    return applied
+
+
+def converge(root: Path, model: Model, *, confirm: Confirm | None = None, progress: Any = None,
+             policy: guard.GuardPolicy | None = None, max_rounds: int = 3, stacks: Path | None = None) -> DeployResult:
+    """Plan and apply until nothing is deferred (a new cluster makes its tenants wait one round)."""
+    last: DeployResult | None = None
+    for round_number in range(1, max_rounds + 1):
+        planned = plan_all(root, model, progress=progress, policy=policy, stacks=stacks)
+        if planned.status == pipeline.PlanStatus.REFUSED:
+            from tenantctl.errors import RefusedError
+
+            raise RefusedError("the plan was refused by the guard: " + "; ".join(str(v) for v in planned.violations))
+        if planned.status == pipeline.PlanStatus.ERRORED:
+            errors = [f"{s.stack}: {s.error}" for s in planned.stacks if s.error]
+            errors += [f"{s.name}: {s.error}" for s in planned.sections if s.error]
+            raise TenantctlError("the plan failed: " + "; ".join(errors))
+        if planned.status == pipeline.PlanStatus.NO_CHANGES:
+            routes, serial = write_routes(root, model)
+            return last or DeployResult(planned.plan_id, None, routes=routes, routes_serial=serial,
+                                        rounds=round_number)
+        last = apply_all(root, model, plan_id=planned.plan_id, confirm=confirm, progress=progress, policy=policy,
+                         stacks=stacks)
+        last.rounds = round_number
+        if last.failed:
+            return last
+        if not any(s.status == pipeline.StackStatus.DEFERRED for s in planned.stacks):
+            return last
+    assert last is not None
+    return last
+
+
+def cluster_endpoints(root: Path, model: Model) -> dict[str, Endpoint]:
+    """Where each cluster's writer listens: local servers, or the cluster stack's recorded outputs."""
+    state_dir = _state_dir(root)
+    if model.settings.target == "local":
+        from tenantctl.local.pgserver import running_local_server
+
+        return {c.name: Endpoint(server.host, server.port)
+                for c in model.clusters for server in [running_local_server(state_dir, c.name)]}
+    outputs = AppliedManifest(Workspace.at(root).applied_manifest).cluster_outputs() or {}
+    return {name: Endpoint(str(values["endpoint"]), int(values["port"])) for name, values in outputs.items()}
+
+
+def write_routes(root: Path, model: Model, path: Path | None = None) -> tuple[Path, int]:
+    """Build the routing map for ``model`` and write it atomically (unchanged content keeps its serial)."""
+    target = path or root / ROUTES_FILE
+    routing_map = build_routing_map(desired_state(model), cluster_endpoints(root, model),
+                                    now=datetime.now(UTC), previous=read_previous(target))
+    write_map(target, routing_map)
+    return target, routing_map.serial

@@ -102,7 +102,7 @@ class PostgresSection:
 
 def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.GuardPolicy | None = None,
              all_stacks: bool = False, stacks: Path | None = None, parallelism: int | None = None,
-             lock_timeout: str = "30s") -> pipeline.PlanResult:
+             lock_timeout: str = "30s", render: pipeline.RenderFn | None = None) -> pipeline.PlanResult:
     from tenantctl.terraform.environment import terraform_environment
 
     workspace = Workspace.at(root, stacks)
@@ -111,7 +111,7 @@ def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.Gu
                                        policy=policy or guard.GuardPolicy(),
                                        parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
     return pipeline.plan(model, workspace, environment, options=options, progress=progress,
-                         sections=[PostgresSection(workspace.state_dir)])
+                         sections=[PostgresSection(workspace.state_dir)], render=render)
 
 
 def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: Confirm | None = None,

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from tenantctl.local.moto import stop_moto
+from tenantctl.local.pgserver import down_local_clusters
 from tenantctl.model import load_model
 from tenantctl.terraform import pipeline
 from tenantctl.terraform.environment import terraform_environment
 from tenantctl.terraform.toolchain import BINARY_ENV, CacheLayout, cache_root, install_toolchain
 from tenantctl.terraform.workspace import Workspace
+from tenantctl.workflow import deploy
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +64,15 @@ class Project:
         return terraform_environment(load_model(self.clients), self.workspace)
 
     def plan(self, **kwargs: Any) -> pipeline.PlanResult:
-        options = pipeline.PipelineOptions(
-            all_stacks=kwargs.pop("all_stacks", False), parallelism=2, lock_timeout=kwargs.pop("lock_timeout", "5s")
-        )
-        model = load_model(self.clients)
-        return pipeline.plan(model, self.workspace, self.environment(), options=options, **kwargs)
+        """The same plan as `tenantctl plan`: Terraform stacks plus the native Postgres section."""
+        return deploy.plan_all(self.root, load_model(self.clients), parallelism=2,
+                               lock_timeout=kwargs.pop("lock_timeout", "5s"), **kwargs)
 
     def apply(self, **kwargs: Any) -> pipeline.ApplyResult:
-        options = pipeline.PipelineOptions(parallelism=2, lock_timeout="5s")
-        return pipeline.apply(self.workspace, self.environment(), options=options, **kwargs)
+        """The same apply as `tenantctl apply`; returns the Terraform part of the result."""
+        result = deploy.apply_all(self.root, load_model(self.clients), parallelism=2, lock_timeout="5s", **kwargs)
+        assert result.terraform is not None
+        return result.terraform
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -85,6 +87,7 @@ class Project:
         )
 
     def stop(self) -> None:
+        down_local_clusters(self.workspace.state_dir)
         stop_moto(self.workspace.state_dir)
 
 
@@ -92,6 +95,7 @@ class Project:
 def make_project(pinned_terraform: Path) -> Iterator[Any]:
     created: list[Project] = []
     base = Path(tempfile.mkdtemp(prefix="tenantctl-tf-"))
+    base.chmod(0o755)  # the local PostgreSQL servers run as the postgres user under each project
 
     def factory(name: str, clients: str) -> Project:
         root = base / name

@@ -57,9 +57,10 @@ PROXY_HELP = (
 def build(
     clients: Path = typer.Option(Path("clients.tfvars"), "--clients", "-c",
                                  help="The clients file (HCL .tfvars or .tfvars.json)."),
-    endpoints: Path = typer.Option(..., "--endpoints", "-e",
-                                   help='JSON {"cluster": {"host": ..., "port": ..., "tls"?: {"mode": ...}}}.'),
-    output: Path = typer.Option(Path("routes.json"), "--out", "-o",
+    endpoints: Path | None = typer.Option(
+        None, "--endpoints", "-e", help='JSON {"cluster": {"host": ..., "port": ..., "tls"?: {"mode": ...}}}. '
+        "Default: the running local servers (local target) or the applied cluster stack's outputs (aws)."),
+    output: Path = typer.Option(Path(".tenantctl/routes.json"), "--out", "-o",
                                 help="Where to write the map (atomically). Its serial is continued."),
     publish: str | None = typer.Option(None, "--publish", help="Also upload the map to s3://BUCKET/KEY."),
     output_format: OutputFormat = FORMAT_OPTION,
@@ -71,8 +72,13 @@ def build(
     from tenantctl.routing.build import Endpoint
 
     model = load_model(clients)
-    endpoint_map = {name: value for name, value in _load_endpoints(endpoints).items()
-                    if isinstance(value, Endpoint)}
+    if endpoints is None:
+        from tenantctl.workflow.deploy import cluster_endpoints
+
+        endpoint_map = cluster_endpoints(Path.cwd(), model)
+    else:
+        endpoint_map = {name: value for name, value in _load_endpoints(endpoints).items()
+                        if isinstance(value, Endpoint)}
     previous = read_previous(output)
     routing_map = build_routing_map(desired_state(model), endpoint_map, now=datetime.now(UTC),
                                     previous=previous)

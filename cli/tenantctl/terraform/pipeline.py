@@ -78,6 +78,7 @@ CLUSTER_VARIABLES = {
     "cluster_arn": "arn",
 }
 LATEST = "LATEST"
+_INIT_LOCK = threading.Lock()
 DEFAULT_PARALLELISM = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -429,7 +430,10 @@ class _StackRunner:
         if self.environment.backend.kind == "local":
             self.workspace.local_state_file(stack).parent.mkdir(parents=True, exist_ok=True)
         self.progress.stack_started(stack, "init")
-        runner.init(backend)
+        # Parallel inits race on the shared plugin cache ("mkdir ...: file exists" with newer Terraform):
+        # init one stack at a time; plans and applies still run concurrently.
+        with _INIT_LOCK:
+            runner.init(backend)
         marker.write_text(init_key)
 
     def plan_stack(

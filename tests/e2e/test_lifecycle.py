@@ -1,0 +1,261 @@
+"""The tenant lifecycle end to end, through the real CLI: real Terraform 1.0.3 + AWS provider against
+moto, real local PostgreSQL, the real proxy, psycopg clients.
+
+onboard 3 tenants -> write data through the proxy -> offboard one (archived, access gone, the other
+tenants' proxy sessions untouched) -> restore it (data intact) -> purge/restore from the dump;
+SIGKILL during an offboarding (while dumping), a restore (while converging) and a Terraform apply
+(onboard), each rerun: it converges and no data is lost; bad arguments
+change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tenantctl.terraform.toolchain import BINARY_ENV, install_toolchain
+
+pytestmark = [pytest.mark.postgres, pytest.mark.terraform, pytest.mark.timeout(1200)]
+
+CLIENTS = """\
+# e2e clients file: comments and layout must survive onboard/offboard
+settings = {
+  region                   = "eu-west-1"
+  target                   = "local"
+  allow_private_source_ips = true # the proxy sees 127.0.0.1
+}
+
+clusters = {
+  shared-01 = { min_acu = 0.5, max_acu = 16, max_tenants = 500 }
+}
+
+clients = [
+]
+"""
+LISTENING = re.compile(r"tenantctl proxy listening on [^:]+:(\d+)")
+
+
+class Project:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.clients = root / "clients.tfvars"
+        self.proxy: subprocess.Popen[str] | None = None
+        self.proxy_port = 0
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tenantctl.cli.main", *args]
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), cwd=self.root, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def ok(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        done = self.cli(*args, timeout=timeout)
+        assert done.returncode == 0, f"tenantctl {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
+        return done
+
+    def kill_when(self, args: tuple[str, ...], marker: str, timeout: float = 600) -> str:
+        """Run tenantctl, SIGKILL its whole process group as soon as ``marker`` appears on stderr."""
+        process = subprocess.Popen(self.argv(*args), cwd=self.root, env=self.env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        seen: list[str] = []
+        killed = threading.Event()
+
+        def watch() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                seen.append(line)
+                if marker in line and not killed.is_set():
+                    killed.set()
+                    os.killpg(process.pid, signal.SIGKILL)
+
+        reader = threading.Thread(target=watch, daemon=True)
+        reader.start()
+        process.wait(timeout=timeout)
+        reader.join(timeout=10)
+        assert killed.is_set(), f"never saw {marker!r}:\n{''.join(seen)[-3000:]}"
+        assert process.returncode == -signal.SIGKILL
+        return "".join(seen)
+
+    def start_proxy(self) -> None:
+        log = (self.root / "proxy.log").open("w")
+        self.proxy = subprocess.Popen(
+            self.argv("proxy", "--routes", ".tenantctl/routes.json", "--listen", "127.0.0.1:0",
+                      "--watch-interval", "0.2"),
+            cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = LISTENING.search((self.root / "proxy.log").read_text())
+            if found:
+                self.proxy_port = int(found.group(1))
+                return
+            assert self.proxy.poll() is None, (self.root / "proxy.log").read_text()
+            time.sleep(0.1)
+        raise AssertionError("the proxy did not start")
+
+    def dsn(self, tenant: str, database: str) -> str:
+        done = self.ok("credentials", tenant, "--via", f"127.0.0.1:{self.proxy_port}", "--database", database,
+                       "--reveal", "--format", "json")
+        return str(json.loads(done.stdout)["dsn"])
+
+    def connect(self, tenant: str, database: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn(tenant, database), autocommit=True, connect_timeout=10)
+
+    def ledger(self) -> list[dict[str, Any]]:
+        path = self.root / ".tenantctl" / "offboarding.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.terminate()
+            try:
+                self.proxy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proxy.kill()
+        self.cli("local", "down", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def project() -> Iterator[Project]:
+    layout = install_toolchain()
+    root = Path(tempfile.mkdtemp(prefix="tenantctl-e2e-"))
+    os.chmod(root, 0o755)  # the postgres OS user must traverse into .tenantctl/local/
+    (root / "clients.tfvars").write_text(CLIENTS)
+    env = {**os.environ, BINARY_ENV: str(layout.terraform)}
+    env.pop("PGPASSWORD", None)
+    created = Project(root, env)
+    try:
+        yield created
+    finally:
+        created.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def refused(project: Project, tenant: str, database: str, dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=5):
+            return False
+    except psycopg.OperationalError:
+        return True
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lifecycle(project: Project) -> None:
+    # --- onboard three tenants (one shared cluster; the first onboard also creates it) ------------
+    project.ok("onboard", "alpha", "--db", "db1", "--db", "db2", "--allowed-ip", "127.0.0.1/32", "--yes")
+    text = project.clients.read_text()
+    assert text.startswith(CLIENTS.split("clients = [")[0]), "onboard must leave the rest of the file as it was"
+    assert 'cluster      = "shared-01"' in text, "the placement is pinned in the block"
+    project.ok("onboard", "bravo", "--db", "db1", "--allowed-ip", "127.0.0.1/32", "--tier", "basic", "--yes")
+    project.ok("onboard", "carol", "--db", "app", "--allowed-ip", "127.0.0.1/32", "--iam-auth", "--yes")
+    project.start_proxy()
+
+    # --- bad arguments: clear error, exit 2, file unchanged ---------------------------------------
+    before = project.clients.read_bytes()
+    for args, message in [
+        (("offboard", "nosuch", "--yes"), "no tenant named 'nosuch'"),
+        (("onboard", "bravo", "--db", "other", "--allowed-ip", "127.0.0.1/32", "--yes"), "already exists"),
+        (("onboard", "delta", "--db", "db1", "--allowed-ip", "10.0.0.300/32", "--yes"), "not a valid CIDR"),
+        (("restore", "bravo"), "cannot be restored"),
+    ]:
+        done = project.cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert project.clients.read_bytes() == before, args
+
+    done = project.ok("onboard", "echo", "--db", "db1", "--allowed-ip", "127.0.0.1/32", "--plan-only")
+    assert "planned (file unchanged)" in done.stdout
+    assert project.clients.read_bytes() == before, "--plan-only leaves the file unchanged"
+
+    # --- data through the proxy; a long-lived session of another tenant ---------------------------
+    with project.connect("alpha", "db1") as alpha:
+        alpha.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+        alpha.execute("INSERT INTO orders SELECT g, 'item-' || g FROM generate_series(1, 500) g")
+    bravo = project.connect("bravo", "db1")
+    bravo.execute("CREATE TABLE notes (body text)")
+    bravo.execute("INSERT INTO notes VALUES ('kept')")
+    alpha_dsn = project.dsn("alpha", "db1")
+
+    # --- offboard alpha, interrupted by SIGKILL right after it started dumping, then resumed ------
+    project.kill_when(("offboard", "alpha", "--yes", "--retain-days", "0"), "dumping alpha_db1")
+    assert not refused(project, "bravo", "db1", project.dsn("bravo", "db1"))
+    assert "alpha" in project.clients.read_text(), "the block leaves the file only after the archive"
+    project.ok("offboard", "alpha", "--yes")  # resumes the interrupted run
+    steps = [e["step"] for e in project.ledger() if e["tenant"] == "alpha"]
+    assert steps[0] == "offboard_started" and steps[-1] == "offboard_completed"
+    assert steps.count("offboard_started") == 1, "the rerun resumed the same run"
+    dumps = {e["database"]: e for e in project.ledger() if e["step"] == "database_dumped"}
+    assert set(dumps) == {"alpha_db1", "alpha_db2"}
+    for entry in dumps.values():
+        assert sha256(Path(entry["location"])) == entry["sha256"]
+    assert "alpha" not in project.clients.read_text()
+    routes = json.loads((project.root / ".tenantctl" / "routes.json").read_text())
+    assert "alpha" not in routes["tenants"] and "bravo" in routes["tenants"]
+    eventually(lambda: refused(project, "alpha", "db1", alpha_dsn), what="alpha refused by the proxy")
+    assert bravo.execute("SELECT body FROM notes").fetchone() == ("kept",), "bravo's session survived"
+
+    status = json.loads(project.ok("status", "--format", "json").stdout)
+    by_name = {row["tenant"]: row for row in status["tenants"]}
+    assert by_name["alpha"]["state"] == "offboarded" and by_name["bravo"]["drift"] == "in sync"
+    assert by_name["carol"]["auth"] == "iam"
+
+    # --- restore alpha, interrupted by SIGKILL while converging, then resumed: data intact --------
+    project.kill_when(("restore", "alpha"), "converging")
+    project.ok("restore", "alpha")
+    eventually(lambda: not refused(project, "alpha", "db1", project.dsn("alpha", "db1")),
+               what="alpha routed again")
+    with project.connect("alpha", "db1") as alpha:
+        assert alpha.execute("SELECT count(*), max(item) FROM orders").fetchone() == (500, "item-99")
+    assert bravo.execute("SELECT count(*) FROM notes").fetchone() == (1,), "bravo's session survived"
+
+    # --- offboard again, purge (dump verified), restore from the dump -----------------------------
+    project.ok("offboard", "alpha", "--yes", "--retain-days", "0")
+    purged = json.loads(project.ok("purge", "--older-than", "0", "--format", "json").stdout)["purged"]
+    assert [p["purged"] for p in purged if p["tenant"] == "alpha"] == [
+        ["alpha_db1__archived_" + time.strftime("%Y%m%d", time.gmtime()),
+         "alpha_db2__archived_" + time.strftime("%Y%m%d", time.gmtime())]]
+    done = project.ok("restore", "alpha")
+    assert "restored from its dump" in done.stdout
+    with project.connect("alpha", "db1") as alpha:
+        assert alpha.execute("SELECT count(*) FROM orders").fetchone() == (500,)
+
+    # --- SIGKILL during a Terraform apply of an onboarding, rerun: converges, nothing lost --------
+    project.kill_when(("onboard", "delta", "--db", "db1", "--allowed-ip", "127.0.0.1/32", "--yes"),
+                      "tenants/delta: apply")
+    assert "delta" in project.clients.read_text(), "applying had started: the block stays for the rerun"
+    project.ok("onboard", "delta", "--db", "db1", "--allowed-ip", "127.0.0.1/32", "--yes")
+    eventually(lambda: not refused(project, "delta", "db1", project.dsn("delta", "db1")), what="delta routed")
+    plan = project.cli("plan", "--detailed-exitcode", "-q")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    with project.connect("alpha", "db1") as alpha:
+        assert alpha.execute("SELECT count(*) FROM orders").fetchone() == (500,)
+    assert bravo.execute("SELECT count(*) FROM notes").fetchone() == (1,), "bravo's session survived"
+    bravo.close()

@@ -65,4 +65,5 @@ def client(target: AwsTarget, service: str) -> Any:
     from botocore.config import Config
 
     retries = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-    return session(target).client(service, endpoint_url=target.endpoint_url, config=retries)
+    factory: Any = session(target).client  # the stubs overload on literal service names; ours is dynamic
+    return factory(service, endpoint_url=target.endpoint_url, config=retries)

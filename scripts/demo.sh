@@ -3,8 +3,9 @@
 #
 # Copies clients.tfvars.example into .tenantctl-demo/, starts the local target (moto + one PostgreSQL
 # server per cluster), converges (plan/apply until nothing is deferred), starts the proxy in the
-# background, connects as client02 through the proxy, shows client02 refused on client01's database,
-# prints the routing map. Non-interactive; exits non-zero on the first failure.
+# background, connects as client01 (a password tenant) through the proxy to its db1 with psql, shows
+# client01 refused on client02's database, prints the routing map and the tenants, and ends with a hint
+# for `tenantctl local down`. Non-interactive; exits non-zero on the first failure.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,17 +59,24 @@ done
 grep -q "listening on" proxy.log || fail "the proxy did not start (see $DEMO_DIR/proxy.log)"
 grep "listening on" proxy.log
 
-step "client02 (password tenant) connects through the proxy to its db1"
-DSN="$("$TENANTCTL" credentials client02 --via "127.0.0.1:$PROXY_PORT" --database db1 --reveal)"
+step "client01 (password tenant) connects through the proxy to its db1"
+DSN="$("$TENANTCTL" credentials client01 --via "127.0.0.1:$PROXY_PORT" --database db1 --reveal)"
 psql "$DSN" -v ON_ERROR_STOP=1 -c "SELECT current_user, current_database(), version() AS server" \
-  || fail "client02 could not connect through the proxy"
+  || fail "client01 could not connect through the proxy"
 
-step "client02 is refused on client01's database (the proxy routes only a tenant's own logical databases)"
-OTHER_DSN="${DSN/dbname=db1/dbname=client01_db1}"
+step "client01 is refused on client02's database client02_db1 (the proxy routes only a tenant's own logical databases)"
+OTHER_DSN="${DSN/dbname=db1/dbname=client02_db1}"
+[ "$OTHER_DSN" != "$DSN" ] || fail "unexpected connection string shape from tenantctl credentials"
 if psql "$OTHER_DSN" -c "SELECT 1" 2>refused.txt; then
-  fail "client02 reached client01's database"
+  fail "client01 reached client02's database"
 fi
 echo "refused as expected: $(head -n 1 refused.txt)"
+# Every refusal reads like pg_hba (so tenants cannot be enumerated); the proxy's log says why.
+for _ in $(seq 1 10); do
+  grep -q "refused client01" proxy.log && break
+  sleep 0.1
+done
+echo "proxy log: $(grep "refused client01" proxy.log | tail -n 1 | sed 's/^.*tenantctl\.proxy: //')"
 
 step "routing map"
 "$TENANTCTL" routes show .tenantctl/routes.json

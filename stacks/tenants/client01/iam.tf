@@ -37,31 +37,3 @@ resource "aws_iam_role" "access" {
     tier         = "standard"
   }
 }
-
-# rds-db:connect as exactly the tenant's login role, on exactly the tenant's cluster.
-resource "aws_iam_policy" "rds_connect" {
-  name        = "client01-rds-connect"
-  description = "IAM database authentication as client01"
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "ConnectAsTenantLoginRole"
-        Effect   = "Allow"
-        Action   = "rds-db:connect"
-        Resource = "arn:aws:rds-db:eu-west-1:123456789012:dbuser:${var.cluster_resource_id}/client01"
-      },
-    ]
-  })
-  tags = {
-    cluster      = "shared-01"
-    "managed-by" = "tenantctl"
-    tenant       = "client01"
-    tier         = "standard"
-  }
-}
-
-resource "aws_iam_role_policy_attachment" "rds_connect" {
-  role       = aws_iam_role.access.name
-  policy_arn = aws_iam_policy.rds_connect.arn
-}

@@ -87,12 +87,12 @@ class Target:
         return tenant.database if self.physical_names else "app"
 
 
-def start_proxy(routes: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+def start_proxy(routes: Path, workdir: Path, relay: str = "native") -> tuple[subprocess.Popen[bytes], int, int, Path]:
     log_path = workdir / f"proxy-{time.monotonic_ns()}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "tenantctl.cli.main", "proxy", "--routes", str(routes), "--listen", "127.0.0.1:0",
-         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info"],
+         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info", "--relay", relay],
         stdout=log, stderr=subprocess.STDOUT)
     pattern = re.compile(r"listening on [^:]+:(\d+), admin http://[^:]+:(\d+)")
     deadline = time.monotonic() + 120
@@ -222,6 +222,8 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--big-tenants", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--with-asyncio", action="store_true",
+                        help="also measure the proxy with its asyncio relay (--relay python) in the throughput runs")
     args = parser.parse_args()
     command_line = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     if shutil.which("pgbouncer") is None:
@@ -230,6 +232,7 @@ def main() -> int:
     os.chmod(workdir, 0o755)
     servers: dict[str, PgServer] = {}
     proxy_process: subprocess.Popen[bytes] | None = None
+    asyncio_proxy: tuple[subprocess.Popen[bytes], int, int, Path] | None = None
     bouncer_dir: Path | None = None
     results: dict[str, object] = {"command": command_line}
     try:
@@ -253,6 +256,7 @@ def main() -> int:
         routes = workdir / "routes.json"
         write_map(routes, routing_map)
         proxy_process, proxy_port, admin_port, proxy_log = start_proxy(routes, workdir)
+        asyncio_proxy = start_proxy(routes, workdir, "python") if args.with_asyncio else None
         bouncer_port, bouncer_dir = start_pgbouncer(routing_map, workdir)
         bouncer_pid = int((bouncer_dir / "pgbouncer.pid").read_text().strip())
         targets = {
@@ -260,6 +264,8 @@ def main() -> int:
             "pgbouncer": Target("pgbouncer", bouncer_port, bouncer_pid, True),
             "proxy": Target("proxy", proxy_port, proxy_process.pid, False),
         }
+        if asyncio_proxy is not None:
+            targets["proxy-asyncio"] = Target("proxy-asyncio", asyncio_proxy[1], asyncio_proxy[0].pid, False)
 
         def direct_for(tenant_list: list[Tenant]) -> list[tuple[Target, list[Tenant]]]:
             # Direct: each tenant's pgbench goes to its own server.
@@ -287,14 +293,17 @@ def main() -> int:
         for name in names:
             run(name, 8)
 
-        throughput: dict[str, dict[int, list[RunResult]]] = {n: {} for n in names}
+        contestants = names + (["proxy-asyncio"] if asyncio_proxy is not None else [])
+        if asyncio_proxy is not None:
+            run("proxy-asyncio", 8)
+        throughput: dict[str, dict[int, list[RunResult]]] = {n: {} for n in contestants}
         for clients in [int(c) for c in args.clients.split(",")]:
             for rep in range(args.reps):
-                order = names[rep % 3:] + names[:rep % 3]
+                order = contestants[rep % len(contestants):] + contestants[:rep % len(contestants)]
                 for name in order:
                     result = run(name, clients)
                     throughput[name].setdefault(clients, []).append(result)
-                    print(f"  -S c={clients:>2} rep {rep + 1} {name:<9} tps {result.tps:>9.0f}", flush=True)
+                    print(f"  -S c={clients:>2} rep {rep + 1} {name:<13} tps {result.tps:>9.0f}", flush=True)
 
         latency: dict[str, list[int]] = {n: [] for n in names}
         log_dir = workdir / "latency"
@@ -332,6 +341,11 @@ def main() -> int:
                           "proxy_cpu_us_per_tx": cp, "pgbouncer_cpu_us_per_tx": cb, "cpu_ratio": cp / cb})
             print(f"{clients:>7} | {d:>9.0f} | {b:>9.0f} | {p:>9.0f} | {p / b:>9.2f} | {p / d:>12.2f} | "
                   f"{cp:>15.1f} | {cb:>13.1f} | {cp / cb:>9.2f}")
+            if asyncio_proxy is not None:
+                a, ca = median_tps("proxy-asyncio", clients), cpu_per_tx_us("proxy-asyncio", clients)
+                table[-1].update(asyncio_relay_tps=a, asyncio_relay_vs_pgbouncer=a / b, asyncio_relay_cpu_us_per_tx=ca)
+                print(f"{'':>7}   asyncio relay (--relay python): tps {a:.0f}, {a / b:.2f} x pgbouncer, "
+                      f"cpu {ca:.1f} us/tx ({ca / cb:.2f} x pgbouncer)")
         results["throughput"] = table
         p50 = {n: statistics.median(latency[n]) for n in names}
         print()
@@ -413,6 +427,8 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
         return 0
     finally:
+        if asyncio_proxy is not None and asyncio_proxy[0].poll() is None:
+            asyncio_proxy[0].kill()
         if proxy_process is not None and proxy_process.poll() is None:
             proxy_process.send_signal(signal.SIGTERM)
             try:

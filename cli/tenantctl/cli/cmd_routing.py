@@ -49,7 +49,9 @@ PROXY_HELP = (
     "through (password, md5, SCRAM, IAM tokens). The map reloads when its file (or S3 object) changes or on "
     "SIGHUP; SIGTERM drains: no new connections, sessions get --drain-timeout seconds to finish.\n\n"
     "Refusals: 28000 (unknown tenant or database, address not allowed, TLS required), 53300 (tenant "
-    "connection limit), 08001 (cluster unreachable). Metrics and health on --admin: /metrics, /healthz."
+    "connection limit), 08001 (cluster unreachable). Metrics and health on --admin: /metrics, /healthz.\n\n"
+    "Relay: after the handshake the bytes are copied by a native epoll thread (built from C at install "
+    "time on Linux) unless a leg uses TLS; `--relay python` keeps every session in the asyncio loop."
 )
 
 
@@ -216,6 +218,9 @@ def proxy(
     watch_interval: float | None = typer.Option(None, "--watch-interval",
                                                 help="Seconds between checks for a new map (1 file, 10 S3)."),
     max_startup_packet: int = typer.Option(10_000, "--max-startup-packet", help="Largest startup packet (bytes)."),
+    relay: str = typer.Option("auto", "--relay",
+                              help="auto (native when built), native (fail if not built) or python."),
+    relay_threads: int | None = typer.Option(None, "--relay-threads", help="Native relay threads (default 1)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the tenant-routing PostgreSQL proxy (help text: PROXY_HELP)."""
@@ -225,11 +230,14 @@ def proxy(
     if not isinstance(level, int):
         raise InputError(f"--log-level: unknown level {log_level!r}")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if relay not in ("auto", "native", "python"):
+        raise InputError(f"--relay: expected auto, native or python, got {relay!r}")
     config = ProxyConfig(
         routes=routes, listen=parse_address(listen, "--listen"),
         admin=parse_address(admin, "--admin") if admin else None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, startup_timeout=startup_timeout,
         drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
+        relay=relay, relay_threads=relay_threads,  # type: ignore[arg-type]  # checked above
     )
 
     def started(port: int, admin_port: int | None) -> None:

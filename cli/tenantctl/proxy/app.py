@@ -14,6 +14,7 @@ from pathlib import Path
 from tenantctl.errors import InputError
 from tenantctl.proxy.admin import AdminServer
 from tenantctl.proxy.metrics import Metrics
+from tenantctl.proxy.native import RelayMode, choose_threads
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.server import ProxyOptions, ProxyServer
 from tenantctl.proxy.tls import server_context
@@ -34,6 +35,8 @@ class ProxyConfig:
     connect_timeout: float = 10.0
     drain_timeout: float = 30.0
     max_startup_packet: int = 10_000
+    relay: RelayMode = "auto"
+    relay_threads: int | None = None
     watch_interval: float | None = None  # default: 1 s for files, 10 s for S3
 
 
@@ -76,6 +79,7 @@ class ProxyRuntime:
             "serial": self.metrics.map_serial,
             "tenants": self.metrics.map_tenants,
             "connections": len(self.server.links) if self.server else 0,
+            "relay": self.server.relay_kind if self.server else None,
         }
 
     def render_metrics(self) -> str:
@@ -95,6 +99,7 @@ class ProxyRuntime:
             host=config.listen[0], port=config.listen[1], server_tls=tls, require_tls=config.require_tls,
             startup_timeout=config.startup_timeout, connect_timeout=config.connect_timeout,
             drain_timeout=config.drain_timeout, max_startup_packet=config.max_startup_packet,
+            relay=config.relay, relay_threads=choose_threads(config.relay_threads),
         )
         self.server = ProxyServer(self.routes, options, self.metrics)
         await self.server.start()
@@ -118,8 +123,9 @@ class ProxyRuntime:
         interval = config.watch_interval or (10.0 if is_s3_url(config.routes) else 1.0)
         watcher = loop.create_task(self.routes.watch(interval))
         port = self.server.sockets[0].getsockname()[1]
-        log.info("proxy listening on %s:%s (routing map serial %s, %d tenants, loaded in %.0f ms)%s",
+        log.info("proxy listening on %s:%s (routing map serial %s, %d tenants, loaded in %.0f ms; %s relay)%s",
                  config.listen[0], port, routing_map.serial, len(routing_map.tenants), load_ms,
+                 self.server.relay_kind,
                  f", admin on port {admin_port}" if admin_port else "")
         if started is not None:
             started(int(port), admin_port)
@@ -127,6 +133,7 @@ class ProxyRuntime:
         log.info("draining: no new connections; waiting up to %.0fs for %d sessions", config.drain_timeout,
                  len(self.server.links) + len(self.server.handshakes))
         forced = await self.server.drain()
+        self.server.close()
         watcher.cancel()
         if self.admin is not None:
             self.admin.close()

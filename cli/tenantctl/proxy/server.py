@@ -1,9 +1,10 @@
 """The proxy's network side: asyncio Protocols that carry out the session's actions, then relay.
 
-Hot path: once a session reaches ReadyForQuery both transports are switched (``set_protocol``) to
-``RelayEnd`` objects whose ``data_received`` is a single ``peer.write(data)``; backpressure uses
-``pause_writing``/``resume_writing`` to pause the opposite socket. No parsing, logging or
-allocation beyond the bytes object the event loop already made.
+Hot path: once a session reaches ReadyForQuery its two sockets go to the native relay
+(``native.py``, ``_relay.c``: one recv and one send per packet in an epoll thread) when it is built
+and neither leg uses TLS. Otherwise both transports are switched (``set_protocol``) to ``RelayEnd``
+objects whose ``data_received`` is a single ``peer.write(data)``; backpressure uses
+``pause_writing``/``resume_writing`` to pause the opposite socket.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tenantctl.proxy import wire
 from tenantctl.proxy.admission import Admission
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
 from tenantctl.proxy.metrics import Metrics
+from tenantctl.proxy.native import NativeRelay, RelayMode, native_available
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.tls import BackendContexts
 
@@ -40,6 +42,8 @@ class ProxyOptions:
     drain_timeout: float = 30.0
     max_startup_packet: int = wire.MAX_STARTUP_PACKET
     backlog: int = 1024
+    relay: RelayMode = "auto"  # auto: native when built; python: always the asyncio relay
+    relay_threads: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -122,6 +126,35 @@ class Link:
     def abort(self) -> None:
         self.client.abort()
         self.backend.abort()
+
+
+class NativeLink:
+    """A session relayed by the native relay: the server learns of its end through ``NativeRelay``."""
+
+    __slots__ = ("link_id", "proxy", "session", "tenant")
+
+    def __init__(self, proxy: ProxyServer, session: s.Session, link_id: int) -> None:
+        self.proxy = proxy
+        self.session = session
+        assert session.tenant is not None
+        self.tenant: str = session.tenant
+        self.link_id = link_id
+
+    def bytes_from_client(self) -> int:
+        return self.proxy.native_counters.get(self.link_id, (0, 0))[0]
+
+    def bytes_from_backend(self) -> int:
+        return self.proxy.native_counters.get(self.link_id, (0, 0))[1]
+
+    def ended(self, from_client: int, from_backend: int) -> None:
+        self.proxy.links.discard(self)
+        self.proxy.metrics.closed(self.tenant, from_client, from_backend)
+        self.session.finish()
+        self.proxy.connection_ended()
+
+    def abort(self) -> None:
+        if self.proxy.native is not None:
+            self.proxy.native.abort(self.link_id)
 
 
 class BackendHandshake(asyncio.Protocol):
@@ -286,6 +319,8 @@ class ClientHandshake(asyncio.Protocol):
         assert self.transport is not None and self.backend is not None and self.backend.transport is not None
         self._cancel_timer()
         self.proxy.handshakes.discard(self)
+        if self.proxy.hand_off(self.session, self.transport, self.backend.transport):
+            return
         link = Link(self.proxy, self.session, self.transport, self.backend.transport)
         self.proxy.links.add(link)
         link.start()
@@ -340,7 +375,11 @@ class ProxyServer:
             tls_available=options.server_tls is not None, require_tls=options.require_tls,
             max_startup_packet=options.max_startup_packet,
         )
-        self.links: set[Link] = set()
+        self.links: set[Link | NativeLink] = set()
+        self.native: NativeRelay | None = None
+        self.native_counters: dict[int, tuple[int, int]] = {}  # refreshed by live_links() for a scrape
+        self._native_links: dict[int, NativeLink] = {}
+        self._next_link_id = 0
         self.handshakes: set[ClientHandshake] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
@@ -351,15 +390,47 @@ class ProxyServer:
     def sockets(self) -> list[socket.socket]:
         return list(self._server.sockets) if self._server is not None else []
 
-    def live_links(self) -> Iterator[Link]:
+    def live_links(self) -> Iterator[Link | NativeLink]:
+        if self.native is not None:
+            self.native_counters = self.native.counters()
         return iter(list(self.links))
+
+    @property
+    def relay_kind(self) -> str:
+        return "native" if self.native is not None else "asyncio"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        mode = self.options.relay
+        if mode == "native" or (mode == "auto" and native_available()):
+            self.native = NativeRelay(loop, self.options.relay_threads, self._native_ended)
         self._server = await loop.create_server(
             lambda: ClientHandshake(self), self.options.host, self.options.port,
             backlog=self.options.backlog, reuse_address=True,
         )
+
+    def hand_off(self, session: s.Session, client: asyncio.Transport, backend: asyncio.Transport) -> bool:
+        """Gives a session that reached the relay state to the native relay, when there is one and it can."""
+        if self.native is None:
+            return False
+        self._next_link_id += 1
+        link = NativeLink(self, session, self._next_link_id)
+        if not self.native.hand_off(link.link_id, client, backend):
+            return False
+        self._native_links[link.link_id] = link
+        self.links.add(link)
+        return True
+
+    def _native_ended(self, link_id: int, from_client: int, from_backend: int) -> None:
+        link = self._native_links.pop(link_id, None)
+        if link is not None:
+            link.ended(from_client, from_backend)
+
+    def close(self) -> None:
+        """Releases the native relay (after ``drain``)."""
+        if self.native is not None:
+            self.native.close()
+            self.native = None
 
     def connection_ended(self) -> None:
         if self.draining and not self.links and not self.handshakes:
@@ -383,6 +454,10 @@ class ProxyServer:
             link.abort()
         for handshake in list(self.handshakes):
             handshake.abort()
+        if self._native_links:  # aborted native links are reported by the relay thread shortly
+            self._idle.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 2.0)
         return remaining
 
     def forward_cancel(self, target: BackendTarget, pid: int, secret: bytes) -> None:

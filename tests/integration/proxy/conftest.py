@@ -27,6 +27,7 @@ from proxy_it_support import (
 )
 
 from tenantctl.local.pgserver import PgServer, start_server, stop_server
+from tenantctl.proxy.native import native_available
 from tenantctl.routing.store import write_map
 
 
@@ -64,12 +65,21 @@ def routes_file(clusters: Clusters, workdir: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["native", "python"])
+def relay(request: pytest.FixtureRequest) -> str:
+    """Every proxy test runs with both relays: the native epoll thread and the asyncio one."""
+    mode = str(request.param)
+    if mode == "native" and not native_available():
+        pytest.fail("the native relay was not built (a C compiler and Python headers are needed)")
+    return mode
+
+
 @pytest.fixture
-def start_proxy(workdir: Path) -> Iterator[object]:
+def start_proxy(workdir: Path, relay: str) -> Iterator[object]:
     started: list[ProxyProcess] = []
 
     def start(routes: Path | str, *extra: str, env: dict[str, str] | None = None) -> ProxyProcess:
-        proxy = ProxyProcess(str(routes), workdir, *extra, env=env)
+        proxy = ProxyProcess(str(routes), workdir, "--relay", relay, *extra, env=env)
         started.append(proxy)
         return proxy
 

@@ -182,7 +182,7 @@ def test_ssl_and_gssenc_requests_answered_n_without_a_certificate(clusters: Clus
         assert connection.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_healthz_and_metrics(clusters: Clusters, proxy: ProxyProcess) -> None:
+def test_healthz_and_metrics(clusters: Clusters, proxy: ProxyProcess, relay: str) -> None:
     import json
     import urllib.request
 
@@ -190,10 +190,16 @@ def test_healthz_and_metrics(clusters: Clusters, proxy: ProxyProcess) -> None:
         assert response.status == 200
         health = json.loads(response.read())
     assert health["status"] == "ok" and health["serial"] == 1 and health["tenants"] == len(clusters.tenants)
+    assert health["relay"] == {"native": "native", "python": "asyncio"}[relay]
+    sent = 'tenantctl_proxy_tenant_bytes_total{tenant="alice",direction="client_to_backend"}'
     with psycopg.connect(proxy.dsn("alice", "app", "alice-pw")) as connection:
-        connection.execute("SELECT 1")
+        before = proxy.metric(sent)
+        connection.execute("SELECT %s::text", ["x" * 5000])
         text = proxy.metrics()
         assert 'tenantctl_proxy_tenant_connections{tenant="alice"} 1' in text
+        assert proxy.metric(sent) >= before + 5000  # a live session's bytes are counted at scrape time
+    proxy.wait_metric('tenantctl_proxy_tenant_connections{tenant="alice"}', lambda v: v == 0)
+    assert proxy.metric(sent) >= before + 5000  # and kept once it has ended
     assert proxy.metric('tenantctl_proxy_tenant_connections_total{tenant="alice"}') >= 1
     assert proxy.metric("tenantctl_proxy_routing_map_serial") == 1
     assert "alice-pw" not in proxy.metrics() and "alice-pw" not in proxy.log()

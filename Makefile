@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup toolchain demo test test-fast lint bench clean
 
-$(BIN)/tenantctl: pyproject.toml
+$(BIN)/tenantctl: pyproject.toml cli/tenantctl/proxy/_relay.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

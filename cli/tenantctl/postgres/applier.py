@@ -19,6 +19,7 @@ from psycopg import sql
 
 from tenantctl.aws.secrets import SecretStore, get_or_create_password
 from tenantctl.errors import BackendError, InputError
+from tenantctl.failpoint import failpoint
 from tenantctl.model.desired import DATABASE_PRIVILEGES, SCHEMA_PRIVILEGES, SEQUENCE_PRIVILEGES, TABLE_PRIVILEGES
 from tenantctl.postgres.connect import ClusterConnection, Connection, connect_admin
 from tenantctl.postgres.plan import Action, Phase
@@ -131,6 +132,7 @@ def _run_database_chain(chain: list[Action], target: ClusterConnection, connecti
             for action in batch:
                 _create_database(connections.maintenance(), action, options.create_database_strategy)
                 notify(action)
+                failpoint("postgres-database-created")
         elif database is None:
             _run_transaction(connections.maintenance(), batch, None, notify)
         else:

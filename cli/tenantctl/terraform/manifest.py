@@ -91,7 +91,7 @@ class PlannedStack:
 class PlanManifest:
     plan_id: str
     created_at: float
-    status: str  # no_changes | changes | refused | errored | applied | apply_failed
+    status: str  # no_changes | changes | refused | errored | applying | applied | apply_failed
     clients_file: str
     clients_sha256: str
     tenantctl_version: str

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from tenantctl import __version__
 from tenantctl.aws.session import AwsTarget
 from tenantctl.errors import RefusedError, TenantctlError
+from tenantctl.failpoint import failpoint
 from tenantctl.fsutil import atomic_write_text
 from tenantctl.model.types import Backend, Model
 from tenantctl.terraform import guard
@@ -99,6 +100,7 @@ class PlanStatus:
     CHANGES = "changes"
     REFUSED = "refused"
     ERRORED = "errored"
+    APPLYING = "applying"  # saved before the first stack is applied: a killed apply leaves it behind
     APPLIED = "applied"
     APPLY_FAILED = "apply_failed"
 
@@ -536,8 +538,12 @@ def check_applicable(
                            hint=f"see .tenantctl/plans/{manifest.plan_id}/summary.md")
     if manifest.status == PlanStatus.ERRORED:
         raise RefusedError(f"plan {manifest.plan_id} has errors and cannot be applied")
+    if manifest.status == PlanStatus.APPLYING:
+        raise RefusedError(f"plan {manifest.plan_id} was partly applied by a run that was interrupted (or is "
+                           "still running)", hint="run `tenantctl plan` again: it plans what is left to do")
     if manifest.status in (PlanStatus.APPLIED, PlanStatus.APPLY_FAILED):
-        raise RefusedError(f"plan {manifest.plan_id} was already applied", hint="run `tenantctl plan` again")
+        raise RefusedError(f"plan {manifest.plan_id} was already applied",
+                           hint="run `tenantctl plan` again (after an interrupted run: it plans what is left)")
     latest = latest_plan_id(workspace)
     if latest != manifest.plan_id:
         raise RefusedError(f"plan {manifest.plan_id} is stale: plan {latest} was made after it",
@@ -606,6 +612,8 @@ def apply(
         summaries = reguard(manifest, plan_dir, workspace, environment, options.policy)
         if confirm is not None and not confirm(manifest, summaries):
             raise RefusedError("apply cancelled: nothing was applied")
+        manifest.status = PlanStatus.APPLYING
+        manifest.save(plan_dir)
         context = _StackRunner(workspace, environment, options, progress, plan_dir)
         applied = AppliedManifest(workspace.applied_manifest)
         results: list[StackResult] = []
@@ -668,6 +676,7 @@ def _apply_stack(
             context.progress.stack_started(stack, "apply")
             assert planned.plan_file is not None
             runner.apply(plan_dir / planned.plan_file)
+            failpoint("terraform-applied")
         if stack == CLUSTER_STACK:
             document = runner.output_json()
             outputs = (document.get(CLUSTERS_OUTPUT) or {}).get("value") or {}

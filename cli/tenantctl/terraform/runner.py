@@ -10,6 +10,13 @@ Ctrl-C: Terraform runs in its own process group and tenantctl forwards exactly o
 Terraform stops gracefully, writes its state and releases its lock; then ``OperationInterrupted``
 is raised. (A terminal's Ctrl-C reaching both processes would count as two interrupts, which makes
 Terraform abort hard and can leave a lock behind.)
+
+tenantctl killed (SIGKILL, OOM): Terraform's output goes to unlinked temporary files that tenantctl
+follows, not to pipes. Through a pipe, the first line Terraform writes after tenantctl died raises
+SIGPIPE, and Terraform reports a resource's completion *before* it records it in the state: the
+resource exists but is forgotten, and the rerun fails creating it again ("EntityAlreadyExists").
+With files, the orphaned Terraform finishes the operation it was given, writes its state and
+releases its lock; the rerun waits for that lock (``-lock-timeout``) and plans from the full state.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +51,11 @@ class OperationInterrupted(TenantctlError):
 class StateLockedError(RefusedError):
     """Another run holds the state lock."""
 
-    def __init__(self, message: str, holder: Mapping[str, str]) -> None:
-        super().__init__(message, hint="wait for that run to finish; if it died, `terraform force-unlock ID`")
+    def __init__(self, message: str, holder: Mapping[str, str], workdir: str | None = None) -> None:
+        where = f" in {workdir}" if workdir else ""
+        super().__init__(message, hint=f"wait for that run to finish (tenantctl waits -lock-timeout for it); if "
+                                       f"Terraform itself was killed, run `terraform force-unlock "
+                                       f"{holder.get('id', 'ID')}`{where}")
         self.holder = dict(holder)
 
 
@@ -80,7 +92,7 @@ class PlanRun:
 class _Interrupts:
     """Live children and whether the user interrupted; shared by every runner in this process."""
 
-    children: set[subprocess.Popen[str]] = field(default_factory=set)
+    children: set[subprocess.Popen[Any]] = field(default_factory=set)
     interrupted: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -232,41 +244,38 @@ class TerraformRunner:
         if _INTERRUPTS.interrupted:
             raise OperationInterrupted(f"interrupted: did not start {' '.join(args[:1])} in {self.workdir}")
         errors: list[str] = []
-        stderr_lines: list[str] = []
-        try:
-            process = subprocess.Popen(
-                argv, cwd=self.workdir, env=self._env(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                start_new_session=True,
-            )
-        except OSError as error:
-            raise ExternalCommandError(argv, -1, str(error), cwd=str(self.workdir)) from error
-        with _INTERRUPTS.lock:
-            _INTERRUPTS.children.add(process)
-            if _INTERRUPTS.interrupted:  # raced with a Ctrl-C: forward it now
-                process.send_signal(signal.SIGINT)
-        drain = threading.Thread(target=_drain, args=(process.stderr, stderr_lines), daemon=True)
-        drain.start()
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if json_stream:
-                    self._handle_ui_line(line, errors)
-                elif sink is not None:
-                    sink(line)
-            returncode = process.wait()
-        except BaseException:
-            # A KeyboardInterrupt without the forwarder installed: stop terraform gracefully.
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=300)
-            raise
-        finally:
+        with _OutputFile() as stdout, _OutputFile() as stderr_output:
+            try:
+                process = subprocess.Popen(
+                    argv, cwd=self.workdir, env=self._env(), stdin=subprocess.DEVNULL,
+                    stdout=stdout.writer, stderr=stderr_output.writer, start_new_session=True,
+                )
+            except OSError as error:
+                raise ExternalCommandError(argv, -1, str(error), cwd=str(self.workdir)) from error
+            stdout.close_writer()
+            stderr_output.close_writer()
             with _INTERRUPTS.lock:
-                _INTERRUPTS.children.discard(process)
-            drain.join(timeout=10)
-        stderr = "".join(stderr_lines)
+                _INTERRUPTS.children.add(process)
+                if _INTERRUPTS.interrupted:  # raced with a Ctrl-C: forward it now
+                    process.send_signal(signal.SIGINT)
+            try:
+                for line in stdout.follow(process):
+                    if json_stream:
+                        self._handle_ui_line(line, errors)
+                    elif sink is not None:
+                        sink(line)
+                returncode = process.wait()
+            except BaseException:
+                # A KeyboardInterrupt without the forwarder installed: stop terraform gracefully.
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=300)
+                raise
+            finally:
+                with _INTERRUPTS.lock:
+                    _INTERRUPTS.children.discard(process)
+            stderr = stderr_output.read_rest()
         if _INTERRUPTS.interrupted:
             raise OperationInterrupted(
                 f"interrupted: terraform stopped gracefully (exit code {returncode}) in {self.workdir}"
@@ -274,7 +283,7 @@ class TerraformRunner:
         if returncode in ok_codes:
             return returncode
         detail = "\n".join([*errors, stderr.strip()]).strip()
-        _raise_known_failures(detail, argv)
+        _raise_known_failures(detail, argv, str(self.workdir))
         raise ExternalCommandError(argv, returncode, detail, cwd=str(self.workdir))
 
     def _handle_ui_line(self, line: str, errors: list[str]) -> None:
@@ -303,9 +312,61 @@ class TerraformRunner:
         ))
 
 
-def _drain(stream: Any, lines: list[str]) -> None:
-    for line in stream:
-        lines.append(line)
+class _OutputFile:
+    """An unlinked temporary file a child writes to and tenantctl follows (see the module docstring).
+
+    The child gets ``writer``; tenantctl reads through its own descriptor (its own offset). The name is
+    removed at once, so nothing is left behind whoever dies first.
+    """
+
+    POLL_MIN, POLL_MAX = 0.005, 0.1  # seconds between reads while the child is quiet
+
+    def __init__(self) -> None:
+        self.writer, path = tempfile.mkstemp(prefix="tenantctl-terraform-", suffix=".out")
+        try:
+            self.reader = os.open(path, os.O_RDONLY)
+        finally:
+            os.unlink(path)
+        self._pending = b""
+
+    def __enter__(self) -> _OutputFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close_writer()
+        os.close(self.reader)
+
+    def close_writer(self) -> None:
+        if self.writer >= 0:
+            os.close(self.writer)
+            self.writer = -1
+
+    def follow(self, process: subprocess.Popen[Any]) -> Iterator[str]:
+        """Complete lines as the child writes them, until it exited and everything was read."""
+        delay = self.POLL_MIN
+        while True:
+            exited = process.poll() is not None  # before reading: an empty read after exit is the end
+            chunk = os.read(self.reader, 1 << 16)
+            if chunk:
+                delay = self.POLL_MIN
+                *lines, self._pending = (self._pending + chunk).split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", "replace") + "\n"
+            elif exited:
+                break
+            else:
+                time.sleep(delay)
+                delay = min(delay * 2, self.POLL_MAX)
+        if self._pending:
+            line, self._pending = self._pending, b""
+            yield line.decode("utf-8", "replace")
+
+    def read_rest(self) -> str:
+        chunks = [self._pending]
+        while chunk := os.read(self.reader, 1 << 16):
+            chunks.append(chunk)
+        self._pending = b""
+        return b"".join(chunks).decode("utf-8", "replace")
 
 
 _LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*)$", re.MULTILINE)
@@ -314,7 +375,7 @@ _LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(
 _PREVENTED = re.compile(r"Resource (\S+) has lifecycle\.prevent_destroy set")
 
 
-def _raise_known_failures(detail: str, argv: list[str]) -> None:
+def _raise_known_failures(detail: str, argv: list[str], workdir: str | None = None) -> None:
     prevented = _PREVENTED.findall(detail)
     if prevented:
         raise DestroyPreventedError(
@@ -331,6 +392,7 @@ def _raise_known_failures(detail: str, argv: list[str]) -> None:
             f"the Terraform state is locked by {who} ({operation}, since {created}, lock ID "
             f"{holder.get('id', '?')}, state {holder.get('path', '?')})",
             holder,
+            workdir,
         )
     if "Saved plan is stale" in detail or "plan file can no longer be applied" in detail:
         raise StalePlanError(

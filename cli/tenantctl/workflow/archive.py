@@ -1,14 +1,20 @@
 """Archive a tenant database with `pg_dump -Fc`, checksummed, to a local directory or S3; restore it.
 
-The dump is written to a temporary file next to its destination, checksummed (sha256) while it is
-still private, then renamed (or uploaded with the checksum as metadata). `verify` recomputes the
-checksum before anything is allowed to drop the archived database.
+The dump is written to a partial file in the archive's staging directory (``<archive>/.partial/`` for a
+local archive, so the final rename stays on one file system; given by the caller for S3), checksummed
+(sha256) while it is still private, then renamed (or uploaded with the checksum as metadata). A dump
+interrupted by a crash leaves its partial file there; the resumed offboarding removes it before dumping
+again (`discard_partials`), so nothing is left behind. `verify` recomputes the checksum before anything
+is allowed to drop the archived database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from tenantctl.errors import BackendError, ExternalCommandError, InputError
+from tenantctl.fsutil import fsync_dir
+
+PARTIAL_DIR = ".partial"  # inside a local archive: dumps being written
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
 class Archive:
     """An archive location: a local directory, or ``s3://bucket/prefix`` (boto3 client given)."""
 
-    def __init__(self, location: str, s3_client: Any | None = None) -> None:
+    def __init__(self, location: str, s3_client: Any | None = None, *, staging: Path | None = None) -> None:
         self.location = location
         self.s3: Any = s3_client
         if location.startswith("s3://"):
@@ -73,6 +82,9 @@ class Archive:
             if s3_client is None:
                 raise InputError("an s3:// archive needs AWS access (boto3 client)")
             self.bucket, self.prefix = bucket, prefix.strip("/")
+            self.staging = staging or Path(tempfile.gettempdir()) / "tenantctl-partial-dumps"
+        else:
+            self.staging = staging or Path(location) / PARTIAL_DIR
 
     @property
     def is_s3(self) -> bool:
@@ -80,27 +92,52 @@ class Archive:
 
     def dump(self, source: DumpSource, database: str, name: str) -> ArchivedDump:
         """Dump ``database`` into the archive as ``name`` (a relative path such as tenant/stamp/db.dump)."""
-        staging_dir = Path(tempfile.mkdtemp(prefix="tenantctl-dump-"))
+        partial = self.staging / f"{name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+        self._remove_partials(partial.parent, f"{Path(name).name}.")  # of an interrupted earlier attempt
+        partial.parent.mkdir(parents=True, exist_ok=True)
         try:
-            staged = staging_dir / "dump"
             _run(["pg_dump", "-Fc", "--no-password", "-h", source.host, "-p", str(source.port), "-U", source.user,
-                  "-d", database, "-f", str(staged)], source.env())
-            checksum, size = _sha256(staged), staged.stat().st_size
+                  "-d", database, "-f", str(partial)], source.env())
+            checksum, size = _sha256(partial), partial.stat().st_size
             if self.is_s3:
                 key = f"{self.prefix}/{name}" if self.prefix else name
-                with staged.open("rb") as fh:
+                with partial.open("rb") as fh:
                     self.s3.put_object(Bucket=self.bucket, Key=key, Body=fh, Metadata={"sha256": checksum})
                 return ArchivedDump(database, f"s3://{self.bucket}/{key}", checksum, size)
             dest = Path(self.location) / name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.move(str(staged), tmp)
-            with tmp.open("rb") as fh:
+            with partial.open("rb") as fh:
                 os.fsync(fh.fileno())
-            os.replace(tmp, dest)
+            os.replace(partial, dest)
+            fsync_dir(dest.parent)
             return ArchivedDump(database, str(dest), checksum, size)
         finally:
-            shutil.rmtree(staging_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            self._prune(partial.parent)
+
+    def discard_partials(self, prefix: str) -> None:
+        """Remove whatever interrupted dumps left under ``prefix`` (e.g. tenant/run) in the staging area."""
+        shutil.rmtree(self.staging / prefix, ignore_errors=True)
+        self._prune((self.staging / prefix).parent)
+
+    def _remove_partials(self, directory: Path, name_prefix: str) -> None:
+        if directory.is_dir():
+            for stale in directory.glob(f"{glob.escape(name_prefix)}*.partial"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()  # a still-running pg_dump of a killed run writes into an unlinked file
+
+    def _prune(self, directory: Path) -> None:
+        """Remove ``directory`` and its parents up to the staging directory itself while they are empty."""
+        current = directory
+        while current == self.staging or self.staging in current.parents:
+            try:
+                current.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty: another dump is using it
+                return
+            current = current.parent
 
     def fetch(self, dump: ArchivedDump, into: Path) -> Path:
         """A local copy of the dump whose checksum matches the recorded one (raises otherwise)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantctl.errors import InputError, TenantctlError
+from tenantctl.failpoint import failpoint
 from tenantctl.model.desired import desired_state
 from tenantctl.model.types import Model
 from tenantctl.routing.build import Endpoint, build_routing_map
@@ -133,6 +134,7 @@ def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: 
     plan_dir = workspace.plans_dir / result.plan_id
     deploy.postgres_actions = apply_postgres_plans(model, workspace.state_dir, plan_dir / POSTGRES_PLAN,
                                                    progress=postgres_progress)
+    failpoint("routes-before-write")
     deploy.routes, deploy.routes_serial = write_routes(root, model)
     return deploy
 

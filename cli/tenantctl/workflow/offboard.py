@@ -14,6 +14,7 @@ once purged).
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from tenantctl.workflow.ledger import Entry, Ledger
 
 LEDGER_FILE = deploy.STATE_DIR / "offboarding.jsonl"
 DEFAULT_ARCHIVE = deploy.STATE_DIR / "archive"
+PARTIAL_DUMPS = deploy.STATE_DIR / "partial-dumps"  # dumps being written before their upload to an s3:// archive
+DESTROY_SCRATCH = ".tenantctl-destroy"  # in the stack's work dir: the destroy plan and its inputs
 DEFAULT_RETAIN_DAYS = 30
 MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names silently: refuse instead
 
@@ -202,7 +205,7 @@ def cluster_admin(root: Path, model: Model, cluster: str) -> ClusterAdmin:
 def open_archive(root: Path, model: Model, location: str) -> Archive:
     if not location.startswith("s3://"):
         path = Path(location)
-        return Archive(str(path if path.is_absolute() else root / path))
+        return Archive(str(path if path.is_absolute() else root / path))  # partial dumps in <archive>/.partial
     from tenantctl.aws.session import client, target_for
 
     moto_url = None
@@ -210,7 +213,7 @@ def open_archive(root: Path, model: Model, location: str) -> Archive:
         from tenantctl.local.moto import ensure_moto
 
         moto_url = ensure_moto(root / deploy.STATE_DIR).url
-    return Archive(location, client(target_for(model.settings, moto_url), "s3"))
+    return Archive(location, client(target_for(model.settings, moto_url), "s3"), staging=root / PARTIAL_DUMPS)
 
 
 # --- IAM: destroy the tenant's stack, the guard opened for that stack only --------------------------
@@ -239,10 +242,13 @@ def destroy_tenant_stack(root: Path, model: Model, tenant: Tenant) -> int:
     inputs = {var: cluster_values[key] for var, key in CLUSTER_VARIABLES.items() if key in cluster_values}
     inputs = {name: value for name, value in inputs.items()
               if any(f'variable "{name}"'.encode() in data for data in files.values())}
-    with tempfile.TemporaryDirectory(prefix="tenantctl-destroy-") as tmp:
-        var_file = Path(tmp) / "inputs.tfvars.json"
+    scratch = work_dir / DESTROY_SCRATCH  # not in /tmp: a rerun after a crash replaces what is left here
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700)
+    try:
+        var_file = scratch / "inputs.tfvars.json"
         var_file.write_text(json.dumps(inputs))
-        plan_file = Path(tmp) / "destroy.tfplan"
+        plan_file = scratch / "destroy.tfplan"
         outcome = runner.plan(plan_file, var_files=[var_file] if inputs else [], destroy=True)
         summary = read_plan(runner.show_json(plan_file))
         policy = guard.GuardPolicy(allow=frozenset({stack}))
@@ -253,6 +259,8 @@ def destroy_tenant_stack(root: Path, model: Model, tenant: Tenant) -> int:
                                + "; ".join([str(v) for v in violations] + [c.address for c in unexpected]))
         if outcome.has_changes:
             runner.apply(plan_file)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     applied.forget(stack)
     return len(summary.changes)
 
@@ -375,6 +383,7 @@ def offboard(root: Path, clients_file: Path, name: str, *, archive_location: str
             elif not admin.database_exists(archived):
                 raise TenantctlError(f"neither {database} nor {archived} exists on cluster {tenant.cluster}")
             step(RENAMED, database=database, archived=archived)
+    archive.discard_partials(f"{name}/{run.run_id}")  # every database is dumped: drop what a crash left
     if not run.done(FILE_UPDATED):
         current = _read(clients_file)
         if any(t.name == name for t in model_from_text(current, str(clients_file)).tenants):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tenantctl.errors import InputError, RefusedError, TenantctlError
+from tenantctl.failpoint import failpoint
 from tenantctl.fsutil import atomic_write_text
 from tenantctl.model import model_from_text
 from tenantctl.model.desired import desired_tenant
@@ -211,6 +212,7 @@ def _apply(root: Path, model: Model, planned: pipeline.PlanResult, timings: Timi
     with timings.measure("postgres apply"):
         result.postgres_actions = deploy.apply_postgres_plans(
             model, workspace.state_dir, workspace.plans_dir / applied.plan_id / deploy.POSTGRES_PLAN)
+    failpoint("routes-before-write")
     with timings.measure("routing map"):
         result.routes, result.routes_serial = deploy.write_routes(root, model)
     return result

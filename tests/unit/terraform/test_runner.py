@@ -167,3 +167,69 @@ def test_interrupt_flag_stops_new_commands(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(runner_module._INTERRUPTS, "interrupted", True)
     with pytest.raises(OperationInterrupted):
         TerraformRunner(toolchain, tmp_path).init()
+
+
+OUTLIVES = """
+    import os, sys, time
+    marker, go = os.environ["MARKER"], os.environ["GO"]
+    print('{"type": "apply_start"}', flush=True)
+    with open(marker, "a") as fh:
+        fh.write("started\\n")
+    while not os.path.exists(go):  # tenantctl is SIGKILLed meanwhile
+        time.sleep(0.01)
+    for number in range(200):  # through a pipe: BrokenPipeError (real terraform: SIGPIPE), state not written
+        print('{"type": "apply_complete", "n": %d}' % number, flush=True)
+    with open(marker, "a") as fh:
+        fh.write("finished\\n")
+"""
+
+
+def test_terraform_finishes_its_operation_when_tenantctl_is_killed(tmp_path: Path) -> None:
+    """SIGKILL tenantctl mid-apply: Terraform (own session, output to files) still writes its state."""
+    fake_terraform(tmp_path, OUTLIVES)
+    marker, go, scratch = tmp_path / "marker", tmp_path / "go", tmp_path / "tmp"
+    scratch.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        from pathlib import Path
+        from tenantctl.terraform.runner import TerraformRunner
+        from tenantctl.terraform.toolchain import Toolchain
+        tc = Toolchain(terraform=Path({str(tmp_path / "terraform")!r}), cli_config=Path("/x"), plugin_cache=Path("/y"))
+        env = {{"MARKER": {str(marker)!r}, "GO": {str(go)!r}}}
+        TerraformRunner(tc, Path({str(tmp_path)!r}), env=env, on_event=print).apply(Path("p"))
+    """))
+    process = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                               "TMPDIR": str(scratch)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and "started" in marker.read_text()):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "fake terraform never started"
+            time.sleep(0.02)
+        process.kill()
+        process.wait(timeout=30)
+        go.touch()
+        while "finished" not in marker.read_text():
+            assert time.monotonic() < deadline, "terraform died with tenantctl: " + marker.read_text()
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert list(scratch.iterdir()) == [], "the output files are unlinked at once"
+
+
+def test_output_is_followed_line_by_line_while_terraform_runs(tmp_path: Path) -> None:
+    toolchain = fake_terraform(tmp_path, """
+        import json, sys, time
+        for number in range(3):
+            print(json.dumps({"type": "apply_progress", "@message": str(number)}), flush=True)
+            time.sleep(0.3)
+        sys.stdout.write(json.dumps({"type": "apply_complete", "@message": "last, no newline"}))
+    """)
+    seen: list[tuple[str, float]] = []
+    runner = TerraformRunner(toolchain, tmp_path, on_event=lambda e: seen.append((e.message, time.monotonic())))
+    runner.apply(tmp_path / "p")
+    assert [message for message, _ in seen] == ["0", "1", "2", "last, no newline"]
+    assert seen[-1][1] - seen[0][1] > 0.4, "events arrive while terraform runs, not all at its exit"

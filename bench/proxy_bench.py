@@ -92,7 +92,8 @@ def start_proxy(routes: Path, workdir: Path, relay: str = "native") -> tuple[sub
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "tenantctl.cli.main", "proxy", "--routes", str(routes), "--listen", "127.0.0.1:0",
-         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info", "--relay", relay],
+         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info", "--relay", relay,
+         *os.environ.get("BENCH_PROXY_ARGS", "").split()],
         stdout=log, stderr=subprocess.STDOUT)
     pattern = re.compile(r"listening on [^:]+:(\d+), admin http://[^:]+:(\d+)")
     deadline = time.monotonic() + 120

@@ -220,7 +220,8 @@ def proxy(
     max_startup_packet: int = typer.Option(10_000, "--max-startup-packet", help="Largest startup packet (bytes)."),
     relay: str = typer.Option("auto", "--relay",
                               help="auto (native when built), native (fail if not built) or python."),
-    relay_threads: int | None = typer.Option(None, "--relay-threads", help="Native relay threads (default 1)."),
+    relay_threads: int | None = typer.Option(None, "--relay-threads",
+                                             help="Native relay worker threads (default 2; 1 on a single core)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the tenant-routing PostgreSQL proxy (help text: PROXY_HELP)."""

@@ -43,7 +43,7 @@ class ProxyOptions:
     max_startup_packet: int = wire.MAX_STARTUP_PACKET
     backlog: int = 1024
     relay: RelayMode = "auto"  # auto: native when built; python: always the asyncio relay
-    relay_threads: int = 1
+    relay_threads: int = 2
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -66,7 +66,7 @@ class RouteTable:
             previous_version = None if force else self._version
             started = time.perf_counter()
             try:
-                version, routing_map = await loop.run_in_executor(None, self._read, previous_version)
+                version, routing_map, parse_cpu = await loop.run_in_executor(None, self._timed_read, previous_version)
             except TenantctlError as error:
                 self._metrics.reloads["failed"] += 1
                 log.error("routing map reload rejected, still serving serial %s: %s",
@@ -88,8 +88,8 @@ class RouteTable:
             _release_freed_memory()
             self._metrics.reloads["ok"] += 1
             routing_map = self.current
-            log.info("routing map serial %s loaded (%d tenants, %.0f ms)", routing_map.serial,
-                     len(routing_map.tenants), (time.perf_counter() - started) * 1000)
+            log.info("routing map serial %s loaded (%d tenants, %.0f ms; %.0f ms CPU reading it)", routing_map.serial,
+                     len(routing_map.tenants), (time.perf_counter() - started) * 1000, parse_cpu * 1000)
             return True
 
     async def watch(self, interval: float) -> None:
@@ -104,6 +104,11 @@ class RouteTable:
         self._metrics.map_serial = routing_map.serial
         self._metrics.map_tenants = len(routing_map.tenants)
         self._metrics.map_loaded_at = time.time()
+
+    def _timed_read(self, known_version: object) -> tuple[object, RoutingMap | None, float]:
+        started = time.thread_time()
+        version, routing_map = self._read(known_version)
+        return version, routing_map, time.thread_time() - started
 
     def _read(self, known_version: object) -> tuple[object, RoutingMap | None]:
         """(version, map); map is None when the source still has ``known_version``. Runs in a thread."""

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from tenantctl.errors import InputError
 from tenantctl.model.desired import DesiredState
 from tenantctl.routing.document import (
+    NO_TLS,
     TLS_MODES,
     ClusterRoute,
     ClusterTls,
@@ -23,7 +24,7 @@ class Endpoint(NamedTuple):
 
     host: str
     port: int
-    tls: ClusterTls = ClusterTls()
+    tls: ClusterTls = NO_TLS
 
 
 def build_routing_map(
@@ -92,7 +93,7 @@ def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
         unknown = set(entry) - {"host", "port", "tls"}
         if unknown:
             raise InputError(f"{where}: unknown member(s) {', '.join(sorted(unknown))}")
-        tls = ClusterTls()
+        tls = NO_TLS
         if "tls" in entry:
             raw = entry["tls"]
             if not isinstance(raw, dict) or raw.get("mode") not in TLS_MODES:

@@ -1,8 +1,10 @@
 """The routing map document: types, canonical JSON, checksum and validation on read.
 
-The exact schema is documented in ``SCHEMA.md`` next to this module. Parsing is written for maps of
-100,000+ tenants: plain loops, ``NamedTuple`` records and no per-entry regular expressions, so a
-large map loads in a fraction of a second.
+The exact schema is documented in ``SCHEMA.md`` next to this module. Reading is written for maps of
+100,000+ tenants: ``msgspec`` decodes and type-checks the document in C straight into the record
+types below, and the few checks left to Python (cluster references, CIDRs) are plain loops. When the
+fast decoder refuses a document, the slower validator over plain JSON values (``_explain``) names the
+offending tenant and field, which msgspec's error paths do not.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from itertools import chain
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from tenantctl.errors import InputError
 
@@ -24,6 +29,12 @@ FORMAT = "tenantctl.routing/v1"
 TLS_MODES = ("disable", "require", "verify-full")
 _IDENTIFIER_MAX = 63  # PostgreSQL's NAMEDATALEN - 1
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]]{1,253}$")
+
+TlsMode = Literal["disable", "require", "verify-full"]
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=_IDENTIFIER_MAX)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class RoutingMapError(InputError):
@@ -38,23 +49,40 @@ class RoutingMapError(InputError):
 Fail = Callable[[str], RoutingMapError]
 
 
-class ClusterTls(NamedTuple):
-    mode: str = "disable"  # disable | require | verify-full
-    ca_file: str | None = None  # CA bundle for verify-full (a path on the proxy's host)
+class ClusterTls(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: TlsMode  # disable | require | verify-full
+    ca_file: NonEmpty | None = None  # CA bundle for verify-full (a path on the proxy's host)
 
 
-class ClusterRoute(NamedTuple):
+NO_TLS = ClusterTls("disable")
+
+
+class ClusterRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str
-    port: int
-    tls: ClusterTls = ClusterTls()
+    port: Port
+    tls: ClusterTls = NO_TLS
 
 
-class TenantRoute(NamedTuple):
-    tenant: str
+class TenantRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    tenant: NonEmpty
     cluster: str
-    databases: dict[str, str]  # logical -> physical; only logical names route
+    databases: dict[NonEmpty, Identifier]  # logical -> physical; only logical names route
     allowed_cidrs: tuple[str, ...]  # empty: nobody may connect
-    max_connections: int
+    max_connections: Positive
+
+
+class _Document(msgspec.Struct, forbid_unknown_fields=True):
+    """The document as the fast decoder sees it; ``parse_map`` checks the rest."""
+
+    format: str
+    serial: Positive
+    generated_at: str
+    checksum: str
+    clusters: dict[str, ClusterRoute]
+    tenants: dict[Identifier, TenantRoute]  # keyed by login role
+
+
+_DECODER = msgspec.json.Decoder(_Document)
 
 
 @dataclass(frozen=True)
@@ -129,20 +157,60 @@ def seal(routing_map: RoutingMap) -> RoutingMap:
 
 def parse_map(data: bytes | str, source: str = "<routing map>") -> RoutingMap:
     """Parse and fully validate a routing map; raises ``RoutingMapError`` naming the field."""
-    # The cyclic GC would scan the growing heap again and again while ~10^6 acyclic containers
-    # are created (it doubles the load time of a 100k-tenant map); nothing here creates cycles.
+
+    def fail(message: str) -> RoutingMapError:
+        return RoutingMapError(source, message)
+
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    # The cyclic GC would scan the growing heap again and again while ~10^5 dicts are created;
+    # nothing here creates cycles.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         try:
-            document = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RoutingMapError(source, f"not valid JSON: {error}") from None
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        return from_document(document, source, raw=raw)
+            document = _DECODER.decode(raw)
+        except msgspec.ValidationError as error:
+            raise _explain(raw, fail, error) from None
+        except msgspec.DecodeError as error:
+            raise fail(f"not valid JSON: {error}") from None
+        return _checked(document, raw, fail)
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _checked(document: _Document, raw: bytes, fail: Fail) -> RoutingMap:
+    """The checks the decoder's types cannot express, in document order."""
+    if document.format != FORMAT:
+        raise fail(f"format: expected {FORMAT!r}, got {document.format!r}")
+    if not _is_rfc3339(document.generated_at):
+        raise fail("generated_at: must be an RFC 3339 timestamp")
+    checksum = document.checksum
+    if not checksum.startswith("sha256:"):
+        raise fail("checksum: must be 'sha256:<hex>'")
+    if not _raw_checksum_matches(raw, checksum):
+        rest = {key: value for key, value in json.loads(raw).items() if key != "checksum"}
+        actual = compute_checksum(rest)
+        if actual != checksum:
+            raise fail(f"checksum mismatch (document says {checksum}, content hashes to {actual}); "
+                       "the file was edited or truncated")
+    clusters = document.clusters
+    for name, cluster in clusters.items():
+        if not _HOST_RE.match(cluster.host):
+            raise fail(f"clusters.{name}.host: must be a host name or IP address")
+    # Set operations in C over all tenants; the per-tenant walk runs only to name a problem.
+    routes = document.tenants.values()
+    unknown_clusters = {route.cluster for route in routes} - clusters.keys()
+    new_cidrs = set(chain.from_iterable(route.allowed_cidrs for route in routes)) - _KNOWN_GOOD_CIDRS
+    if unknown_clusters or new_cidrs:
+        for user, route in document.tenants.items():
+            if route.cluster in unknown_clusters:
+                raise fail(f"tenants.{user}.cluster: {route.cluster!r} is not in clusters")
+            for cidr in new_cidrs.intersection(route.allowed_cidrs):
+                _check_cidr(cidr, f"tenants.{user}.allowed_cidrs", fail)
+        if len(_KNOWN_GOOD_CIDRS) + len(new_cidrs) <= _KNOWN_GOOD_CIDRS_MAX:
+            _KNOWN_GOOD_CIDRS.update(new_cidrs)
+    return RoutingMap(document.serial, document.generated_at, clusters, document.tenants, checksum)
 
 
 def _raw_checksum_matches(raw: bytes, checksum: str) -> bool:
@@ -150,46 +218,15 @@ def _raw_checksum_matches(raw: bytes, checksum: str) -> bool:
     prefix = b'{"checksum":' + json.dumps(checksum).encode("ascii") + b","
     if not raw.startswith(prefix):
         return False
-    body = b"{" + raw[len(prefix):].rstrip(b"\n")
-    return "sha256:" + hashlib.sha256(body).hexdigest() == checksum
+    end = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
+    digest = hashlib.sha256(b"{")
+    digest.update(memoryview(raw)[len(prefix):end])  # no copy of a ~20 MB map
+    return "sha256:" + digest.hexdigest() == checksum
 
 
-def from_document(document: Any, source: str = "<routing map>", *, raw: bytes | None = None) -> RoutingMap:
-    def fail(message: str) -> RoutingMapError:
-        return RoutingMapError(source, message)
-
-    if not isinstance(document, dict):
-        raise fail("the document must be a JSON object")
-    expected = {"format", "serial", "generated_at", "checksum", "clusters", "tenants"}
-    if set(document) != expected:
-        missing = sorted(expected - set(document))
-        unknown = sorted(set(document) - expected)
-        raise fail("; ".join(filter(None, [
-            f"missing member(s) {', '.join(missing)}" if missing else "",
-            f"unknown member(s) {', '.join(unknown)}" if unknown else "",
-        ])))
-    if document["format"] != FORMAT:
-        raise fail(f"format: expected {FORMAT!r}, got {document['format']!r}")
-    serial = document["serial"]
-    if type(serial) is not int or serial < 1:
-        raise fail("serial: must be a positive integer")
-    generated_at = document["generated_at"]
-    if not isinstance(generated_at, str) or not _is_rfc3339(generated_at):
-        raise fail("generated_at: must be an RFC 3339 timestamp")
-    checksum = document["checksum"]
-    if not isinstance(checksum, str) or not checksum.startswith("sha256:"):
-        raise fail("checksum: must be 'sha256:<hex>'")
-    if raw is None or not _raw_checksum_matches(raw, checksum):
-        rest = {key: value for key, value in document.items() if key != "checksum"}
-        actual = compute_checksum(rest)
-    else:
-        actual = checksum
-    if actual != checksum:
-        raise fail(f"checksum mismatch (document says {checksum}, content hashes to {actual}); "
-                   "the file was edited or truncated")
-    clusters = _parse_clusters(document["clusters"], fail)
-    tenants = _parse_tenants(document["tenants"], clusters, fail)
-    return RoutingMap(serial, generated_at, clusters, tenants, checksum)
+# CIDR strings already proven valid: a reload of a 100k-tenant map re-checks only new ones.
+_KNOWN_GOOD_CIDRS: set[str] = set()
+_KNOWN_GOOD_CIDRS_MAX = 1_000_000
 
 
 def _is_ipv4_cidr(cidr: str) -> bool:
@@ -207,105 +244,6 @@ def _is_ipv4_cidr(cidr: str) -> bool:
     return int.from_bytes(packed, "big") & ((1 << (32 - bits)) - 1) == 0
 
 
-def _is_rfc3339(value: str) -> bool:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return "T" in value and parsed.tzinfo is not None
-
-
-def _parse_clusters(raw: Any, fail: Fail) -> dict[str, ClusterRoute]:
-    if not isinstance(raw, dict):
-        raise fail("clusters: must be an object")
-    clusters: dict[str, ClusterRoute] = {}
-    for name, entry in raw.items():
-        where = f"clusters.{name}"
-        if not isinstance(entry, dict) or not {"host", "port"} <= set(entry) <= {"host", "port", "tls"}:
-            raise fail(f"{where}: must be an object with host, port and optional tls")
-        host, port = entry["host"], entry["port"]
-        if not isinstance(host, str) or not _HOST_RE.match(host):
-            raise fail(f"{where}.host: must be a host name or IP address")
-        if type(port) is not int or not 0 < port < 65536:
-            raise fail(f"{where}.port: must be an integer between 1 and 65535")
-        tls = ClusterTls()
-        if "tls" in entry:
-            raw_tls = entry["tls"]
-            if not isinstance(raw_tls, dict) or set(raw_tls) - {"mode", "ca_file"} or "mode" not in raw_tls:
-                raise fail(f"{where}.tls: must be an object with mode and optional ca_file")
-            mode, ca_file = raw_tls["mode"], raw_tls.get("ca_file")
-            if mode not in TLS_MODES:
-                raise fail(f"{where}.tls.mode: must be one of {', '.join(TLS_MODES)}")
-            if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
-                raise fail(f"{where}.tls.ca_file: must be a non-empty path")
-            tls = ClusterTls(mode, ca_file)
-        clusters[name] = ClusterRoute(host, port, tls)
-    return clusters
-
-
-_TENANT_KEYS = frozenset({"tenant", "cluster", "databases", "allowed_cidrs", "max_connections"})
-# CIDR strings already proven valid: a reload of a 100k-tenant map re-checks only new ones.
-_KNOWN_GOOD_CIDRS: set[str] = set()
-_KNOWN_GOOD_CIDRS_MAX = 1_000_000
-
-
-def _parse_tenants(raw: Any, clusters: dict[str, ClusterRoute], fail: Fail) -> dict[str, TenantRoute]:
-    if not isinstance(raw, dict):
-        raise fail("tenants: must be an object")
-    known_cidrs = _KNOWN_GOOD_CIDRS
-    tenant_keys = _TENANT_KEYS
-    make_route = TenantRoute
-    cluster_names = {name: name for name in clusters}
-    tenants: dict[str, TenantRoute] = {}
-    for user, entry in raw.items():
-        # One cheap combined test per tenant; the slow path below names the offending field.
-        if (
-            type(entry) is not dict
-            or entry.keys() != tenant_keys
-            or not 0 < len(user) <= _IDENTIFIER_MAX
-            or type(entry["tenant"]) is not str
-            or entry["cluster"] not in clusters
-            or type(entry["databases"]) is not dict
-            or type(entry["allowed_cidrs"]) is not list
-            or type(entry["max_connections"]) is not int
-            or entry["max_connections"] < 1
-            or not entry["tenant"]
-        ):
-            raise _tenant_problem(user, entry, clusters, fail)
-        databases = entry["databases"]
-        for logical, physical in databases.items():
-            if type(physical) is not str or not 0 < len(physical) <= _IDENTIFIER_MAX or not logical:
-                raise fail(f"tenants.{user}.databases.{logical}: must map to a database name (1-63 chars)")
-        cidrs = entry["allowed_cidrs"]
-        for cidr in cidrs:
-            if cidr not in known_cidrs:
-                _check_cidr(cidr, f"tenants.{user}.allowed_cidrs", fail)
-                if len(known_cidrs) < _KNOWN_GOOD_CIDRS_MAX:
-                    known_cidrs.add(cidr)
-        # Share string objects where the values repeat (tenant == login role, cluster names):
-        # about 10 MB less per 100,000 tenants.
-        tenant = entry["tenant"]
-        tenants[user] = make_route(user if tenant == user else tenant, cluster_names[entry["cluster"]], databases,
-                                   tuple(cidrs), entry["max_connections"])
-    return tenants
-
-
-def _tenant_problem(user: str, entry: Any, clusters: dict[str, ClusterRoute], fail: Fail) -> RoutingMapError:
-    if not 0 < len(user) <= _IDENTIFIER_MAX:
-        return fail(f"tenants: key {user[:80]!r} is not a valid role name (1-63 characters)")
-    if not isinstance(entry, dict) or entry.keys() != _TENANT_KEYS:
-        return fail(f"tenants.{user}: must have exactly {', '.join(sorted(_TENANT_KEYS))}")
-    if not isinstance(entry["tenant"], str) or not entry["tenant"]:
-        return fail(f"tenants.{user}.tenant: must be a non-empty string")
-    if entry["cluster"] not in clusters:
-        return fail(f"tenants.{user}.cluster: {entry['cluster']!r} is not in clusters")
-    if not isinstance(entry["databases"], dict):
-        return fail(f"tenants.{user}.databases: must be an object of logical -> physical names")
-    if not isinstance(entry["allowed_cidrs"], list):
-        return fail(f"tenants.{user}.allowed_cidrs: must be a list of CIDRs")
-    return fail(f"tenants.{user}.max_connections: must be a positive integer")
-
-
 def _check_cidr(cidr: Any, where: str, fail: Fail) -> str:
     if not isinstance(cidr, str):
         raise fail(f"{where}: {cidr!r} is not a CIDR string")
@@ -316,3 +254,101 @@ def _check_cidr(cidr: Any, where: str, fail: Fail) -> str:
     except ValueError as error:
         raise fail(f"{where}: {cidr!r} is not a valid CIDR ({error})") from None
     return cidr
+
+
+def _is_rfc3339(value: str) -> bool:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in value and parsed.tzinfo is not None
+
+
+# --- explaining a refused document ---------------------------------------------------------------
+# msgspec reports where a type check failed with dict keys elided (``$.tenants[...].cluster``). A
+# refused document is read again as plain JSON values and walked here, so the error names the tenant.
+
+def _explain(raw: bytes, fail: Fail, error: msgspec.ValidationError) -> RoutingMapError:
+    document = json.loads(raw)
+    problem = _document_problem(document, fail)
+    return problem if problem is not None else fail(str(error).replace("`$", "`document"))
+
+
+def _document_problem(document: Any, fail: Fail) -> RoutingMapError | None:
+    if not isinstance(document, dict):
+        return fail("the document must be a JSON object")
+    expected = {"format", "serial", "generated_at", "checksum", "clusters", "tenants"}
+    if set(document) != expected:
+        missing = sorted(expected - set(document))
+        unknown = sorted(set(document) - expected)
+        return fail("; ".join(filter(None, [
+            f"missing member(s) {', '.join(missing)}" if missing else "",
+            f"unknown member(s) {', '.join(unknown)}" if unknown else "",
+        ])))
+    if document["format"] != FORMAT:
+        return fail(f"format: expected {FORMAT!r}, got {document['format']!r}")
+    serial = document["serial"]
+    if type(serial) is not int or serial < 1:
+        return fail("serial: must be a positive integer")
+    if not isinstance(document["generated_at"], str):
+        return fail("generated_at: must be an RFC 3339 timestamp")
+    if not isinstance(document["checksum"], str):
+        return fail("checksum: must be 'sha256:<hex>'")
+    return _clusters_problem(document["clusters"], fail) or _tenants_problem(document["tenants"], fail)
+
+
+def _clusters_problem(raw: Any, fail: Fail) -> RoutingMapError | None:
+    if not isinstance(raw, dict):
+        return fail("clusters: must be an object")
+    for name, entry in raw.items():
+        where = f"clusters.{name}"
+        if not isinstance(entry, dict) or not {"host", "port"} <= set(entry) <= {"host", "port", "tls"}:
+            return fail(f"{where}: must be an object with host, port and optional tls")
+        if not isinstance(entry["host"], str):
+            return fail(f"{where}.host: must be a host name or IP address")
+        port = entry["port"]
+        if type(port) is not int or not 0 < port < 65536:
+            return fail(f"{where}.port: must be an integer between 1 and 65535")
+        if "tls" in entry:
+            tls = entry["tls"]
+            if not isinstance(tls, dict) or set(tls) - {"mode", "ca_file"} or "mode" not in tls:
+                return fail(f"{where}.tls: must be an object with mode and optional ca_file")
+            if tls["mode"] not in TLS_MODES:
+                return fail(f"{where}.tls.mode: must be one of {', '.join(TLS_MODES)}")
+            ca_file = tls.get("ca_file")
+            if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
+                return fail(f"{where}.tls.ca_file: must be a non-empty path")
+    return None
+
+
+_TENANT_KEYS = frozenset(TenantRoute.__struct_fields__)
+
+
+def _tenants_problem(raw: Any, fail: Fail) -> RoutingMapError | None:
+    if not isinstance(raw, dict):
+        return fail("tenants: must be an object")
+    for user, entry in raw.items():
+        if not 0 < len(user) <= _IDENTIFIER_MAX:
+            return fail(f"tenants: key {user[:80]!r} is not a valid role name (1-63 characters)")
+        if not isinstance(entry, dict) or entry.keys() != _TENANT_KEYS:
+            return fail(f"tenants.{user}: must have exactly {', '.join(sorted(_TENANT_KEYS))}")
+        if not isinstance(entry["tenant"], str) or not entry["tenant"]:
+            return fail(f"tenants.{user}.tenant: must be a non-empty string")
+        if not isinstance(entry["cluster"], str):
+            return fail(f"tenants.{user}.cluster: must be a cluster name")
+        databases = entry["databases"]
+        if not isinstance(databases, dict):
+            return fail(f"tenants.{user}.databases: must be an object of logical -> physical names")
+        for logical, physical in databases.items():
+            if not isinstance(physical, str) or not 0 < len(physical) <= _IDENTIFIER_MAX or not logical:
+                return fail(f"tenants.{user}.databases.{logical}: must map to a database name (1-63 chars)")
+        cidrs = entry["allowed_cidrs"]
+        if not isinstance(cidrs, list):
+            return fail(f"tenants.{user}.allowed_cidrs: must be a list of CIDRs")
+        for cidr in cidrs:
+            if not isinstance(cidr, str):
+                return fail(f"tenants.{user}.allowed_cidrs: {cidr!r} is not a CIDR string")
+        max_connections = entry["max_connections"]
+        if type(max_connections) is not int or max_connections < 1:
+            return fail(f"tenants.{user}.max_connections: must be a positive integer")
+    return None

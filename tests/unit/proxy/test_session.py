@@ -11,7 +11,7 @@ from tenantctl.proxy import session as s
 from tenantctl.proxy import wire
 from tenantctl.proxy.admission import Admission
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
-from tenantctl.routing.document import ClusterRoute, ClusterTls, RoutingMap, TenantRoute, seal
+from tenantctl.routing.document import NO_TLS, ClusterRoute, ClusterTls, RoutingMap, TenantRoute, seal
 
 MAP = seal(RoutingMap(
     1, "2026-11-23T09:30:00Z",
@@ -63,7 +63,7 @@ def test_happy_path_rewrites_database_and_relays_after_ready_for_query() -> None
     harness = Harness()
     session = harness.session()
     actions = session.client_data(startup(user="alice", database="app", application_name="t"))
-    assert actions == [s.ConnectBackend(BackendTarget("c1", "10.1.0.1", 5432, ClusterTls()))]
+    assert actions == [s.ConnectBackend(BackendTarget("c1", "10.1.0.1", 5432, NO_TLS))]
     (send,) = session.backend_connected()
     assert isinstance(send, s.SendToBackend)
     forwarded = wire.decode_startup_packet(send.data)

@@ -7,12 +7,15 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tenantctl.routing.document import (
     ClusterRoute,
     RoutingMap,
     RoutingMapError,
     TenantRoute,
+    _document_problem,
     canonical_json,
     compute_checksum,
     parse_map,
@@ -111,3 +114,47 @@ def test_a_100k_tenant_map_parses_quickly() -> None:
     elapsed = time.perf_counter() - started
     assert len(parsed.tenants) == 100_000
     assert elapsed < 3.0, f"parse took {elapsed:.2f}s"  # ~0.4 s on an idle core; generous for CI noise
+
+
+def test_when_the_field_walker_finds_nothing_the_decoder_path_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenantctl.routing import document as module
+
+    monkeypatch.setattr(module, "_document_problem", lambda document, fail: None)
+    document = json.loads(serialize(sample()))
+    document["tenants"]["t0"]["max_connections"] = 0
+    with pytest.raises(RoutingMapError, match=r"routes.json: .*`document.tenants\[...\].max_connections`"):
+        parse_map(resealed(document), "routes.json")
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=70)
+    | st.sampled_from(["10.0.0.0/8", "c1", "disable", "verify-full", "x" * 64, ""]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+_FIELD_PATHS = [
+    ("format",), ("serial",), ("generated_at",), ("clusters",), ("tenants",), ("clusters", "c1"),
+    ("clusters", "c1", "host"), ("clusters", "c1", "port"), ("clusters", "c1", "tls"), ("tenants", "t0"),
+    ("tenants", "t1", "tenant"), ("tenants", "t0", "cluster"), ("tenants", "t0", "databases"),
+    ("tenants", "t1", "databases", "app"), ("tenants", "t0", "allowed_cidrs"), ("tenants", "t1", "max_connections"),
+    ("tenants", "t0", "extra"), ("tenants", "u" * 64),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(path=st.sampled_from(_FIELD_PATHS), value=_JSON_VALUES)
+def test_the_fast_decoder_accepts_nothing_the_field_walker_refuses(path: tuple[str, ...], value: Any) -> None:
+    """Either a clean RoutingMapError, or a map the plain-JSON validator also accepts."""
+    document = json.loads(serialize(sample()))
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    data = resealed(document)
+    try:
+        parsed = parse_map(data, "routes.json")
+    except RoutingMapError as error:
+        assert error.source == "routes.json"
+        return
+    assert _document_problem(json.loads(data), lambda message: RoutingMapError("x", message)) is None
+    assert parsed.tenants.keys() == document["tenants"].keys()

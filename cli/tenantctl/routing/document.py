@@ -18,7 +18,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -198,18 +197,15 @@ def _checked(document: _Document, raw: bytes, fail: Fail) -> RoutingMap:
     for name, cluster in clusters.items():
         if not _HOST_RE.match(cluster.host):
             raise fail(f"clusters.{name}.host: must be a host name or IP address")
-    # Set operations in C over all tenants; the per-tenant walk runs only to name a problem.
-    routes = document.tenants.values()
-    unknown_clusters = {route.cluster for route in routes} - clusters.keys()
-    new_cidrs = set(chain.from_iterable(route.allowed_cidrs for route in routes)) - _KNOWN_GOOD_CIDRS
-    if unknown_clusters or new_cidrs:
-        for user, route in document.tenants.items():
-            if route.cluster in unknown_clusters:
-                raise fail(f"tenants.{user}.cluster: {route.cluster!r} is not in clusters")
-            for cidr in new_cidrs.intersection(route.allowed_cidrs):
+    known_cidrs = _KNOWN_GOOD_CIDRS
+    for user, route in document.tenants.items():
+        if route.cluster not in clusters:
+            raise fail(f"tenants.{user}.cluster: {route.cluster!r} is not in clusters")
+        for cidr in route.allowed_cidrs:
+            if cidr not in known_cidrs:
                 _check_cidr(cidr, f"tenants.{user}.allowed_cidrs", fail)
-        if len(_KNOWN_GOOD_CIDRS) + len(new_cidrs) <= _KNOWN_GOOD_CIDRS_MAX:
-            _KNOWN_GOOD_CIDRS.update(new_cidrs)
+                if len(known_cidrs) < _KNOWN_GOOD_CIDRS_MAX:
+                    known_cidrs.add(cidr)
     return RoutingMap(document.serial, document.generated_at, clusters, document.tenants, checksum)
 
 

@@ -222,6 +222,11 @@ def proxy(
                               help="auto (native when built), native (fail if not built) or python."),
     relay_threads: int | None = typer.Option(None, "--relay-threads",
                                              help="Native relay worker threads (default 2; 1 on a single core)."),
+    relay_nice: int | None = typer.Option(
+        None, "--relay-nice",
+        help="Nice levels the relay workers run below the proxy's own threads, so handshakes, reloads and "
+             "/healthz stay responsive on a saturated CPU (default 5; 0 where the proxy shares a host "
+             "flat with other busy processes)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the tenant-routing PostgreSQL proxy (help text: PROXY_HELP)."""
@@ -238,7 +243,7 @@ def proxy(
         admin=parse_address(admin, "--admin") if admin else None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, startup_timeout=startup_timeout,
         drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
-        relay=relay, relay_threads=relay_threads,  # type: ignore[arg-type]  # checked above
+        relay=relay, relay_threads=relay_threads, relay_nice=relay_nice,  # type: ignore[arg-type]  # checked above
     )
 
     def started(port: int, admin_port: int | None) -> None:

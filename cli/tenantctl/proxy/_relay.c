@@ -11,6 +11,10 @@
  * When a session ends its id and byte counts are queued and an eventfd is signalled: the event loop
  * watches that descriptor and collects them with `closed()`.
  *
+ * Priority: workers may run a few nice levels below the proxy's Python threads (`nice`), so that when
+ * relaying saturates the CPU the control plane the relay depends on (handshakes, cancels, map
+ * reloads, /healthz) still gets its turn. See choose_relay_nice() in native.py for the trade-off.
+ *
  * Backpressure: when a send() is short, the rest is kept and the source socket is no longer read
  * until the destination accepts it (EPOLLOUT), so at most one chunk per direction is ever buffered.
  */
@@ -30,6 +34,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CHUNK 65536
@@ -86,6 +92,7 @@ struct relay_state {
     worker workers[MAX_WORKERS];
     int nworkers;
     unsigned next_worker;
+    int nice;                      /* added to each worker's nice value when it starts */
     int stopped;
 };
 
@@ -254,8 +261,23 @@ static void handle(worker *w, link_end *e, uint32_t events, char *chunk) {
     update_interest(w, l);
 }
 
+static void lower_own_priority(int increment) {
+    /* Relative to the thread's current value, so that a proxy started with `nice` keeps the
+     * difference; raising a nice value never needs a privilege. */
+    if (increment <= 0)
+        return;
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int current = getpriority(PRIO_PROCESS, tid);
+    if (current == -1 && errno != 0)
+        return;
+    int wanted = current + increment > 19 ? 19 : current + increment;
+    (void)setpriority(PRIO_PROCESS, tid, wanted);
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
+    lower_own_priority(w->relay->nice);
     struct epoll_event events[MAX_EVENTS];
     char *chunk = malloc(CHUNK);
     if (chunk == NULL)
@@ -348,12 +370,16 @@ static void free_state(relay_state *r) {
 /* the Python type                                                                                 */
 
 static PyObject *Relay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *keywords[] = {"threads", NULL};
-    int threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i", keywords, &threads))
+    static char *keywords[] = {"threads", "nice", NULL};
+    int threads = 1, nice = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ii", keywords, &threads, &nice))
         return NULL;
     if (threads < 1 || threads > MAX_WORKERS) {
         PyErr_Format(PyExc_ValueError, "threads must be between 1 and %d", MAX_WORKERS);
+        return NULL;
+    }
+    if (nice < 0 || nice > 19) {
+        PyErr_SetString(PyExc_ValueError, "nice must be between 0 and 19");
         return NULL;
     }
     relay_state *r = calloc(1, sizeof(relay_state));
@@ -366,6 +392,7 @@ static PyObject *Relay_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         r->workers[i].stopfd = -1;
     }
     r->nworkers = threads;
+    r->nice = nice;
     r->notifyfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->notifyfd < 0)
         goto os_error;
@@ -625,7 +652,8 @@ static PyTypeObject RelayType = {
     .tp_basicsize = sizeof(RelayObject),
     .tp_dealloc = (destructor)Relay_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Relay(threads=1): native byte relay between pairs of sockets (epoll worker threads).",
+    .tp_doc = "Relay(threads=1, nice=0): native byte relay between pairs of sockets (epoll worker threads,\n"
+              "each `nice` levels below the thread that creates them).",
     .tp_methods = Relay_methods,
     .tp_new = Relay_new,
 };

@@ -14,7 +14,7 @@ from pathlib import Path
 from tenantctl.errors import InputError
 from tenantctl.proxy.admin import AdminServer
 from tenantctl.proxy.metrics import Metrics
-from tenantctl.proxy.native import RelayMode, choose_threads
+from tenantctl.proxy.native import RelayMode, choose_relay_nice, choose_threads
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.server import ProxyOptions, ProxyServer
 from tenantctl.proxy.tls import server_context
@@ -37,6 +37,7 @@ class ProxyConfig:
     max_startup_packet: int = 10_000
     relay: RelayMode = "auto"
     relay_threads: int | None = None
+    relay_nice: int | None = None  # default RELAY_NICE_DEFAULT
     watch_interval: float | None = None  # default: 1 s for files, 10 s for S3
 
 
@@ -100,6 +101,7 @@ class ProxyRuntime:
             startup_timeout=config.startup_timeout, connect_timeout=config.connect_timeout,
             drain_timeout=config.drain_timeout, max_startup_packet=config.max_startup_packet,
             relay=config.relay, relay_threads=choose_threads(config.relay_threads),
+            relay_nice=choose_relay_nice(config.relay_nice),
         )
         self.server = ProxyServer(self.routes, options, self.metrics)
         await self.server.start()

@@ -44,6 +44,7 @@ class ProxyOptions:
     backlog: int = 1024
     relay: RelayMode = "auto"  # auto: native when built; python: always the asyncio relay
     relay_threads: int = 2
+    relay_nice: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -403,7 +404,7 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         mode = self.options.relay
         if mode == "native" or (mode == "auto" and native_available()):
-            self.native = NativeRelay(loop, self.options.relay_threads, self._native_ended)
+            self.native = NativeRelay(loop, self.options.relay_threads, self.options.relay_nice, self._native_ended)
         self._server = await loop.create_server(
             lambda: ClientHandshake(self), self.options.host, self.options.port,
             backlog=self.options.backlog, reuse_address=True,

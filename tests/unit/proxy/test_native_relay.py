@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -106,3 +107,46 @@ def test_bad_descriptor_is_an_oserror_and_leaks_nothing(relay: object) -> None:
     with pytest.raises(OSError):
         relay.add(1, app.fileno(), 987654)  # type: ignore[attr-defined]
     assert relay.live() == 0  # type: ignore[attr-defined]
+
+
+def _thread_nice_values() -> dict[int, int]:
+    values = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        values[int(tid)] = int(fields[16])  # field 19 of stat(5): nice
+    return values
+
+
+def test_workers_run_the_requested_nice_levels_below_their_creator() -> None:
+    from tenantctl.proxy import _relay
+
+    before = _thread_nice_values()
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    instance = _relay.Relay(threads=2, nice=3)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            workers = {tid: nice for tid, nice in _thread_nice_values().items() if tid not in before}
+            if len(workers) == 2 and all(nice == min(own + 3, 19) for nice in workers.values()):
+                break
+            assert time.monotonic() < deadline, f"worker threads and their nice values: {workers}"
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # the creator is untouched
+    finally:
+        instance.close()
+    with pytest.raises(ValueError, match="nice"):
+        _relay.Relay(threads=1, nice=20)
+
+
+def test_relay_options_are_checked_before_anything_starts() -> None:
+    from tenantctl.errors import InputError
+    from tenantctl.proxy.native import RELAY_NICE_DEFAULT, choose_relay_nice, choose_threads
+
+    assert choose_relay_nice(None) == RELAY_NICE_DEFAULT
+    assert choose_relay_nice(0) == 0
+    with pytest.raises(InputError, match="--relay-nice"):
+        choose_relay_nice(20)
+    assert choose_threads(None) == min(2, os.cpu_count() or 1)
+    with pytest.raises(InputError, match="--relay-threads"):
+        choose_threads(0)

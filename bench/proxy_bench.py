@@ -15,6 +15,8 @@ Measures:
      saturates the machine (15 reloads; failed transactions); resident memory growth
 
 Run: .venv/bin/python bench/proxy_bench.py [--duration 5] [--reps 3] [--json results.json]
+A/B a proxy option in the same run (its proxy joins the interleaved -S and -C runs):
+     .venv/bin/python bench/proxy_bench.py --variant 'nice0=--relay-nice 0'
 Requires pgbouncer (apt-get install -y pgbouncer), pgbench, PostgreSQL server binaries.
 """
 
@@ -36,6 +38,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 
@@ -88,13 +91,14 @@ class Target:
         return tenant.database if self.physical_names else "app"
 
 
-def start_proxy(routes: Path, workdir: Path, relay: str = "native") -> tuple[subprocess.Popen[bytes], int, int, Path]:
+def start_proxy(routes: Path, workdir: Path, extra_args: list[str] | None = None,
+                ) -> tuple[subprocess.Popen[bytes], int, int, Path]:
     log_path = workdir / f"proxy-{time.monotonic_ns()}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "tenantctl.cli.main", "proxy", "--routes", str(routes), "--listen", "127.0.0.1:0",
-         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info", "--relay", relay,
-         *os.environ.get("BENCH_PROXY_ARGS", "").split()],
+         "--admin", "127.0.0.1:0", "--watch-interval", "0.2", "--log-level", "info",
+         *os.environ.get("BENCH_PROXY_ARGS", "").split(), *(extra_args or [])],
         # Its own session, like the daemonised PgBouncer (`pgbouncer -d` calls setsid) and every
         # PostgreSQL backend: with kernel.sched_autogroup_enabled=1 (the default on this machine) CPU is
         # shared per session first, and a proxy left in the bench's session would share one slice with
@@ -229,7 +233,11 @@ def main() -> int:
     parser.add_argument("--big-tenants", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--with-asyncio", action="store_true",
-                        help="also measure the proxy with its asyncio relay (--relay python) in the throughput runs")
+                        help="also measure the proxy with its asyncio relay (--relay python) in the throughput runs;"
+                             " short for --variant 'asyncio-relay=--relay python'")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                        help="also measure a second proxy started with these extra arguments, in the same"
+                             " interleaved throughput runs (a same-run A/B), e.g. --variant 'nice0=--relay-nice 0'")
     args = parser.parse_args()
     command_line = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     if shutil.which("pgbouncer") is None:
@@ -238,7 +246,12 @@ def main() -> int:
     os.chmod(workdir, 0o755)
     servers: dict[str, PgServer] = {}
     proxy_process: subprocess.Popen[bytes] | None = None
-    asyncio_proxy: tuple[subprocess.Popen[bytes], int, int, Path] | None = None
+    variants = dict(v.split("=", 1) for v in args.variant if "=" in v)
+    if len(variants) != len(args.variant):
+        raise SystemExit("--variant: expected NAME=ARGS")
+    if args.with_asyncio:
+        variants["asyncio-relay"] = "--relay python"
+    variant_proxies: dict[str, subprocess.Popen[bytes]] = {}
     bouncer_dir: Path | None = None
     results: dict[str, object] = {"command": command_line}
     try:
@@ -262,7 +275,6 @@ def main() -> int:
         routes = workdir / "routes.json"
         write_map(routes, routing_map)
         proxy_process, proxy_port, admin_port, proxy_log = start_proxy(routes, workdir)
-        asyncio_proxy = start_proxy(routes, workdir, "python") if args.with_asyncio else None
         bouncer_port, bouncer_dir = start_pgbouncer(routing_map, workdir)
         bouncer_pid = int((bouncer_dir / "pgbouncer.pid").read_text().strip())
         targets = {
@@ -270,8 +282,10 @@ def main() -> int:
             "pgbouncer": Target("pgbouncer", bouncer_port, bouncer_pid, True),
             "proxy": Target("proxy", proxy_port, proxy_process.pid, False),
         }
-        if asyncio_proxy is not None:
-            targets["proxy-asyncio"] = Target("proxy-asyncio", asyncio_proxy[1], asyncio_proxy[0].pid, False)
+        for variant, variant_args in variants.items():
+            variant_process, variant_port, _, _ = start_proxy(routes, workdir, shlex.split(variant_args))
+            variant_proxies[variant] = variant_process
+            targets[variant] = Target(variant, variant_port, variant_process.pid, False)
 
         def direct_for(tenant_list: list[Tenant]) -> list[tuple[Target, list[Tenant]]]:
             # Direct: each tenant's pgbench goes to its own server.
@@ -299,9 +313,9 @@ def main() -> int:
         for name in names:
             run(name, 8)
 
-        contestants = names + (["proxy-asyncio"] if asyncio_proxy is not None else [])
-        if asyncio_proxy is not None:
-            run("proxy-asyncio", 8)
+        contestants = names + list(variants)
+        for variant in variants:
+            run(variant, 8)
         throughput: dict[str, dict[int, list[RunResult]]] = {n: {} for n in contestants}
         for clients in [int(c) for c in args.clients.split(",")]:
             for rep in range(args.reps):
@@ -318,12 +332,16 @@ def main() -> int:
             for name in names[rep % 3:] + names[:rep % 3]:
                 latency[name] += run(name, 1, log_dir=log_dir).latencies_us
 
-        connect: dict[str, list[RunResult]] = {n: [] for n in names}
+        connect: dict[str, list[RunResult]] = {n: [] for n in contestants}
         for rep in range(args.reps):
-            for name in names[rep % 3:] + names[:rep % 3]:
+            for name in contestants[rep % len(contestants):] + contestants[:rep % len(contestants)]:
                 result = run(name, 8, connect_each=True)
                 connect[name].append(result)
-                print(f"  -C c= 8 rep {rep + 1} {name:<9} conn/s {result.tps:>8.0f}", flush=True)
+                print(f"  -C c= 8 rep {rep + 1} {name:<13} conn/s {result.tps:>8.0f}", flush=True)
+        # The variants would reload the big maps below too and take CPU from the proxy measured there.
+        for variant_process in variant_proxies.values():
+            variant_process.terminate()
+            variant_process.wait(timeout=60)
 
         # ---- report ----
         def median_tps(name: str, clients: int) -> float:
@@ -338,7 +356,7 @@ def main() -> int:
         print(f"pgbench -S -M simple, {args.duration:.0f}s per run, {args.reps} reps interleaved, medians")
         print(f"{'clients':>7} | {'direct':>9} | {'pgbouncer':>9} | {'proxy':>9} | {'proxy/pgb':>9} | "
               f"{'proxy/direct':>12} | {'cpu us/tx proxy':>15} | {'cpu us/tx pgb':>13} | {'cpu ratio':>9}")
-        table = []
+        table: list[dict[str, Any]] = []
         for clients in sorted(throughput["proxy"]):
             d, b, p = (median_tps(n, clients) for n in names)
             cp, cb = cpu_per_tx_us("proxy", clients), cpu_per_tx_us("pgbouncer", clients)
@@ -347,11 +365,12 @@ def main() -> int:
                           "proxy_cpu_us_per_tx": cp, "pgbouncer_cpu_us_per_tx": cb, "cpu_ratio": cp / cb})
             print(f"{clients:>7} | {d:>9.0f} | {b:>9.0f} | {p:>9.0f} | {p / b:>9.2f} | {p / d:>12.2f} | "
                   f"{cp:>15.1f} | {cb:>13.1f} | {cp / cb:>9.2f}")
-            if asyncio_proxy is not None:
-                a, ca = median_tps("proxy-asyncio", clients), cpu_per_tx_us("proxy-asyncio", clients)
-                table[-1].update(asyncio_relay_tps=a, asyncio_relay_vs_pgbouncer=a / b, asyncio_relay_cpu_us_per_tx=ca)
-                print(f"{'':>7}   asyncio relay (--relay python): tps {a:.0f}, {a / b:.2f} x pgbouncer, "
-                      f"cpu {ca:.1f} us/tx ({ca / cb:.2f} x pgbouncer)")
+            for variant, variant_args in variants.items():
+                a, ca = median_tps(variant, clients), cpu_per_tx_us(variant, clients)
+                table[-1].setdefault("variants", {})[variant] = {
+                    "args": variant_args, "tps": a, "vs_pgbouncer": a / b, "vs_proxy": a / p, "cpu_us_per_tx": ca}
+                print(f"{'':>7}   {variant} ({variant_args}): tps {a:.0f}, {a / b:.2f} x pgbouncer, "
+                      f"{a / p:.2f} x proxy, cpu {ca:.1f} us/tx ({ca / cb:.2f} x pgbouncer)")
         results["throughput"] = table
         p50 = {n: statistics.median(latency[n]) for n in names}
         print()
@@ -359,10 +378,10 @@ def main() -> int:
         print(f"added p50 over direct: proxy {p50['proxy'] - p50['direct']:.0f} us, "
               f"pgbouncer {p50['pgbouncer'] - p50['direct']:.0f} us")
         results["latency_p50_us"] = p50
-        conn = {n: statistics.median(r.tps for r in connect[n]) for n in names}
+        conn = {n: statistics.median(r.tps for r in connect[n]) for n in contestants}
         print()
         print("connection per transaction (pgbench -S -C, 8 clients), connections/s: "
-              + ", ".join(f"{n} {conn[n]:.0f}" for n in names))
+              + ", ".join(f"{n} {conn[n]:.0f}" for n in contestants))
         print(f"proxy/direct {conn['proxy'] / conn['direct']:.2f}, "
               f"proxy/pgbouncer {conn['proxy'] / conn['pgbouncer']:.2f}"
               " (PgBouncer reuses server connections in session mode; the proxy opens one per client)")
@@ -463,8 +482,9 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
         return 0
     finally:
-        if asyncio_proxy is not None and asyncio_proxy[0].poll() is None:
-            asyncio_proxy[0].kill()
+        for variant_process in variant_proxies.values():
+            if variant_process.poll() is None:
+                variant_process.kill()
         if proxy_process is not None and proxy_process.poll() is None:
             proxy_process.send_signal(signal.SIGTERM)
             try:

@@ -46,12 +46,9 @@ class _Context:
         self.secrets = self._secret_store() if needs else None
 
     def _resolver(self) -> Any:
-        from tenantctl.postgres.connect import LocalClusterResolver
+        from tenantctl.workflow.clusters import cluster_resolver
 
-        if self.model.settings.target != "local":
-            raise InputError(f"the native engine cannot reach clusters of the {self.model.settings.target!r} "
-                             "target yet", hint="use the local target, or postgres_engine = \"terraform\"")
-        return LocalClusterResolver(self.state_dir)
+        return cluster_resolver(self.model, self.state_dir, start_local_servers=False)
 
     def _secret_store(self) -> Any:
         from tenantctl.aws.secrets import SecretsManagerStore

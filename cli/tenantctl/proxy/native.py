@@ -112,6 +112,9 @@ def choose_relay_nice(requested: int | None) -> int:
     map reloads, /healthz) would otherwise wait in the run queue behind it. Measured here with a
     100,000-tenant map and pgbench saturating both cores: at 0 the reloads took 0.5-2.5 s (median
     1.0 s) for ~0.17 s of CPU, at 5 they took 0.39-0.87 s, with the same transaction throughput.
+    Higher is not better: at 19 reloads took 0.3-0.5 s, but in a same-run A/B (``bench/proxy_bench.py
+    --variant``) 8- and 32-client throughput fell 14-16 % below nice 5's, presumably because the
+    scheduler balances CPUs by nice-weighted load and packs the light workers onto one core.
     Where CPU is shared per session or per cgroup (autogroups, systemd services) this only divides
     the proxy's own share; on a host where the proxy competes flat with other busy processes it
     also lowers the relay's weight against them: use 0 there.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tenantctl.errors import InputError, TenantctlError
+from tenantctl.errors import TenantctlError
 from tenantctl.failpoint import failpoint
 from tenantctl.model.desired import desired_state
 from tenantctl.model.types import Model
@@ -66,14 +66,9 @@ def _secret_store(model: Model, state_dir: Path) -> Any:
 
 
 def _resolver(model: Model, state_dir: Path) -> Any:
-    if model.settings.target != "local":
-        raise InputError(f"the native Postgres engine cannot reach clusters of the {model.settings.target!r} "
-                         "target yet", hint='use the local target, or settings.postgres_engine = "terraform"')
-    from tenantctl.local.pgserver import up_local_clusters
-    from tenantctl.postgres.connect import LocalClusterResolver
+    from tenantctl.workflow.clusters import cluster_resolver
 
-    up_local_clusters(model, state_dir)
-    return LocalClusterResolver(state_dir)
+    return cluster_resolver(model, state_dir)
 
 
 @dataclass

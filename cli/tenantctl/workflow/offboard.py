@@ -191,15 +191,9 @@ class ClusterAdmin:
 
 
 def cluster_admin(root: Path, model: Model, cluster: str) -> ClusterAdmin:
-    if model.settings.target != "local":
-        raise InputError(f"offboarding reaches clusters of the {model.settings.target!r} target only through "
-                         "the local target for now", hint="use the local target")
-    from tenantctl.local.pgserver import up_local_clusters
-    from tenantctl.postgres.connect import LocalClusterResolver
+    from tenantctl.workflow.clusters import cluster_resolver
 
-    state_dir = root / deploy.STATE_DIR
-    up_local_clusters(model, state_dir)
-    return ClusterAdmin(LocalClusterResolver(state_dir).resolve(cluster))
+    return ClusterAdmin(cluster_resolver(model, root / deploy.STATE_DIR).resolve(cluster))
 
 
 def open_archive(root: Path, model: Model, location: str) -> Archive:

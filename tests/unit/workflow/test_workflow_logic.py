@@ -159,3 +159,13 @@ def test_the_ledger_block_pins_the_cluster_and_omits_the_default_tier() -> None:
     saved = offboard_module._block_of(plain, tenant)
     assert saved.cluster == tenant.cluster and saved.tier is None
     assert offboard_module._block_of(model, model.tenants[0]).tier == "basic"
+
+
+def test_clusters_of_the_aws_target_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    from tenantctl.workflow.clusters import cluster_resolver
+
+    model = model_from_text(CLIENTS.replace('target = "local"', 'target = "aws"'))
+    with pytest.raises(InputError, match="'aws' target") as refused:
+        cluster_resolver(model, tmp_path)
+    assert "postgres_engine" in (refused.value.hint or "")
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written

@@ -24,7 +24,7 @@ from tenantctl.proxy import wire
 from tenantctl.proxy.admission import Admission
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
 from tenantctl.proxy.metrics import Metrics
-from tenantctl.proxy.native import NativeRelay, RelayMode, native_available
+from tenantctl.proxy.native import RELAY_NICE_DEFAULT, NativeRelay, RelayMode, native_available
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.tls import BackendContexts
 
@@ -44,7 +44,7 @@ class ProxyOptions:
     backlog: int = 1024
     relay: RelayMode = "auto"  # auto: native when built; python: always the asyncio relay
     relay_threads: int = 2
-    relay_nice: int = 0
+    relay_nice: int = RELAY_NICE_DEFAULT
     extra: dict[str, object] = field(default_factory=dict)
 
 

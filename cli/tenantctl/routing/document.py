@@ -18,18 +18,18 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
 from tenantctl.errors import InputError
 
 FORMAT = "tenantctl.routing/v1"
-TLS_MODES = ("disable", "require", "verify-full")
 _IDENTIFIER_MAX = 63  # PostgreSQL's NAMEDATALEN - 1
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:\-\[\]]{1,253}$")
 
 TlsMode = Literal["disable", "require", "verify-full"]
+TLS_MODES: tuple[str, ...] = get_args(TlsMode)
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=_IDENTIFIER_MAX)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -240,16 +240,13 @@ def _is_ipv4_cidr(cidr: str) -> bool:
     return int.from_bytes(packed, "big") & ((1 << (32 - bits)) - 1) == 0
 
 
-def _check_cidr(cidr: Any, where: str, fail: Fail) -> str:
-    if not isinstance(cidr, str):
-        raise fail(f"{where}: {cidr!r} is not a CIDR string")
+def _check_cidr(cidr: str, where: str, fail: Fail) -> None:
     if _is_ipv4_cidr(cidr):
-        return cidr
+        return
     try:
         ipaddress.ip_network(cidr, strict=True)
     except ValueError as error:
         raise fail(f"{where}: {cidr!r} is not a valid CIDR ({error})") from None
-    return cidr
 
 
 def _is_rfc3339(value: str) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenantctl.errors import InputError
 from tenantctl.model.types import Model
-from tenantctl.postgres.connect import ClusterResolver, LocalClusterResolver
+
+if TYPE_CHECKING:
+    from tenantctl.postgres.connect import ClusterResolver
 
 
 def cluster_resolver(model: Model, state_dir: Path, *, start_local_servers: bool = True) -> ClusterResolver:
@@ -15,6 +18,8 @@ def cluster_resolver(model: Model, state_dir: Path, *, start_local_servers: bool
         raise InputError(f"tenantctl cannot reach the PostgreSQL clusters of the {model.settings.target!r} target "
                          "directly yet (native Postgres engine, offboarding, restore and purge)",
                          hint='use the local target, or settings.postgres_engine = "terraform"')
+    from tenantctl.postgres.connect import LocalClusterResolver  # psycopg: only when a cluster is reached
+
     if start_local_servers:
         from tenantctl.local.pgserver import up_local_clusters
 

@@ -27,6 +27,7 @@ from tenantctl.routing.store import read_previous, write_map
 from tenantctl.terraform import guard, pipeline
 from tenantctl.terraform.manifest import AppliedManifest
 from tenantctl.terraform.workspace import Workspace
+from tenantctl.workflow.clusters import cluster_resolver
 
 STATE_DIR = Path(".tenantctl")
 ROUTES_FILE = STATE_DIR / "routes.json"
@@ -65,12 +66,6 @@ def _secret_store(model: Model, state_dir: Path) -> Any:
     return SecretsManagerStore(client(target_for(model.settings, moto.url), "secretsmanager"))
 
 
-def _resolver(model: Model, state_dir: Path) -> Any:
-    from tenantctl.workflow.clusters import cluster_resolver
-
-    return cluster_resolver(model, state_dir)
-
-
 @dataclass
 class PostgresSection:
     """The native engine as a section of the Terraform plan (``pipeline.SectionPlanner``)."""
@@ -84,7 +79,7 @@ class PostgresSection:
         from tenantctl.postgres.engine import plan_cluster, save_plans
 
         desired = desired_state(model)
-        resolver = _resolver(model, self.state_dir)
+        resolver = cluster_resolver(model, self.state_dir)
         secrets = _secret_store(model, self.state_dir)
         plans = [plan_cluster(desired, c.name, resolver.resolve(c.name), secrets=secrets) for c in model.clusters]
         save_plans(plans, plan_dir / POSTGRES_PLAN)
@@ -141,7 +136,7 @@ def apply_postgres_plans(model: Model, state_dir: Path, plan_file: Path, *,
     from tenantctl.postgres.engine import apply_cluster, load_plans
 
     desired = desired_state(model)
-    resolver = _resolver(model, state_dir)
+    resolver = cluster_resolver(model, state_dir)
     secrets = _secret_store(model, state_dir)
     applied: dict[str, int] = {}
     for plan in load_plans(plan_file):

@@ -34,6 +34,7 @@ from tenantctl.postgres.connect import ClusterConnection, connect_admin, transla
 from tenantctl.terraform import guard
 from tenantctl.workflow import deploy
 from tenantctl.workflow.archive import Archive, ArchivedDump, DumpSource, restore_dump
+from tenantctl.workflow.clusters import cluster_resolver
 from tenantctl.workflow.ledger import Entry, Ledger
 
 LEDGER_FILE = deploy.STATE_DIR / "offboarding.jsonl"
@@ -191,8 +192,6 @@ class ClusterAdmin:
 
 
 def cluster_admin(root: Path, model: Model, cluster: str) -> ClusterAdmin:
-    from tenantctl.workflow.clusters import cluster_resolver
-
     return ClusterAdmin(cluster_resolver(model, root / deploy.STATE_DIR).resolve(cluster))
 
 

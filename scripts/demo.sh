@@ -10,6 +10,8 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$REPO/.venv}"
+# The Makefile passes VENV relative to the repository; the script changes directory before using it.
+case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 TENANTCTL="$VENV/bin/tenantctl"
 DEMO_DIR="${DEMO_DIR:-$REPO/.tenantctl-demo}"
 PROXY_PORT="${PROXY_PORT:-6432}"

@@ -218,6 +218,13 @@ def proxy(
     watch_interval: float | None = typer.Option(None, "--watch-interval",
                                                 help="Seconds between checks for a new map (1 file, 10 S3)."),
     max_startup_packet: int = typer.Option(10_000, "--max-startup-packet", help="Largest startup packet (bytes)."),
+    max_pending_handshakes: int = typer.Option(
+        1024, "--max-pending-handshakes", min=1,
+        help="Clients still authenticating, all addresses together; more get 53300. Authenticating "
+             "clients never hold a tenant's connection slots."),
+    max_pending_per_address: int = typer.Option(
+        64, "--max-pending-per-address", min=1,
+        help="Clients still authenticating from one address; more get 53300."),
     relay: str = typer.Option("auto", "--relay",
                               help="auto (native when built), native (fail if not built) or python."),
     relay_threads: int | None = typer.Option(None, "--relay-threads",
@@ -243,6 +250,7 @@ def proxy(
         admin=parse_address(admin, "--admin") if admin else None,
         tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, startup_timeout=startup_timeout,
         drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
+        max_pending_handshakes=max_pending_handshakes, max_pending_per_address=max_pending_per_address,
         relay=relay, relay_threads=relay_threads, relay_nice=relay_nice,  # type: ignore[arg-type]  # checked above
     )
 

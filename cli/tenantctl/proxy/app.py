@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tenantctl.errors import InputError
 from tenantctl.proxy.admin import AdminServer
+from tenantctl.proxy.admission import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_ADDRESS
 from tenantctl.proxy.metrics import Metrics
 from tenantctl.proxy.native import RelayMode, choose_relay_nice, choose_threads
 from tenantctl.proxy.routes import RouteTable
@@ -35,6 +36,8 @@ class ProxyConfig:
     connect_timeout: float = 10.0
     drain_timeout: float = 30.0
     max_startup_packet: int = 10_000
+    max_pending_handshakes: int = DEFAULT_MAX_PENDING
+    max_pending_per_address: int = DEFAULT_MAX_PENDING_PER_ADDRESS
     relay: RelayMode = "auto"
     relay_threads: int | None = None
     relay_nice: int | None = None  # default RELAY_NICE_DEFAULT
@@ -100,6 +103,8 @@ class ProxyRuntime:
             host=config.listen[0], port=config.listen[1], server_tls=tls, require_tls=config.require_tls,
             startup_timeout=config.startup_timeout, connect_timeout=config.connect_timeout,
             drain_timeout=config.drain_timeout, max_startup_packet=config.max_startup_packet,
+            max_pending_handshakes=config.max_pending_handshakes,
+            max_pending_per_address=config.max_pending_per_address,
             relay=config.relay, relay_threads=choose_threads(config.relay_threads),
             relay_nice=choose_relay_nice(config.relay_nice),
         )

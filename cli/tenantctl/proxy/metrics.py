@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 
@@ -57,6 +57,13 @@ class Metrics:
     def rejected(self, reason: str, tenant: str | None) -> None:
         key = (reason, tenant or "")
         self.rejections[key] = self.rejections.get(key, 0) + 1
+
+    def forget_tenants(self, keep: Callable[[str], bool]) -> None:
+        """Drop the series of tenants no longer in the map (those with open sessions stay until they close)."""
+        for tenant in [t for t, stats in self.tenants.items() if stats.current <= 0 and not keep(t)]:
+            del self.tenants[tenant]
+        for key in [k for k in self.rejections if k[1] and not keep(k[1])]:
+            del self.rejections[key]
 
     def render(self, live: Iterable[ByteCounters], *, draining: bool = False) -> str:
         live_in: dict[str, int] = {}

@@ -2,7 +2,10 @@
 
 A new map is parsed and validated off the event loop (a worker thread), then swapped in with one
 assignment: sessions look the map up only during their handshake, so live sessions never notice.
-An invalid map is logged and ignored; the previous map keeps serving.
+An invalid map is logged once (until the source changes again) and ignored; the previous map keeps
+serving. A map whose serial is lower than the one being served is refused on automatic reloads (a
+stale copy, or an older publisher racing a newer one); SIGHUP (``force``) accepts it with a warning,
+which is how an operator rolls back on purpose.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ class _FileVersion(NamedTuple):
     mtime_ns: int
 
 
+class _Rejected(Exception):
+    """A map that was read but is not served; ``version`` identifies its content so it is not re-read."""
+
+    def __init__(self, version: object, message: str) -> None:
+        super().__init__(message)
+        self.version = version
+        self.message = message
+
+
 class RouteTable:
     def __init__(self, location: str, metrics: Metrics) -> None:
         self.location = location
@@ -43,6 +55,7 @@ class RouteTable:
         self._current: RoutingMap | None = None
         self._version: object = None
         self._lock = asyncio.Lock()
+        self._last_read_error: str | None = None
 
     @property
     def current(self) -> RoutingMap:
@@ -67,22 +80,40 @@ class RouteTable:
             started = time.perf_counter()
             try:
                 version, routing_map, parse_cpu = await loop.run_in_executor(None, self._timed_read, previous_version)
-            except TenantctlError as error:
+            except _Rejected as rejected:
+                self._version = rejected.version  # logged once: re-read only when the source changes
                 self._metrics.reloads["failed"] += 1
                 log.error("routing map reload rejected, still serving serial %s: %s",
-                          self._metrics.map_serial, error.message)
+                          self._metrics.map_serial, rejected.message)
+                return False
+            except TenantctlError as error:  # the source could not be read: say so once per distinct error
+                self._metrics.reloads["failed"] += 1
+                if error.message != self._last_read_error:
+                    self._last_read_error = error.message
+                    log.error("routing map reload rejected, still serving serial %s: %s",
+                              self._metrics.map_serial, error.message)
                 return False
             except Exception as error:
                 self._metrics.reloads["failed"] += 1
                 log.error("routing map reload failed, still serving serial %s: %r",
                           self._metrics.map_serial, error)
                 return False
+            self._last_read_error = None
             if routing_map is None:
                 return False
             if self._current is not None and routing_map.checksum == self._current.checksum:
                 self._version = version
                 self._metrics.reloads["unchanged"] += 1
                 return False
+            if self._current is not None and routing_map.serial < self._current.serial:
+                if not force:
+                    self._version = version
+                    self._metrics.reloads["failed"] += 1
+                    log.error("routing map serial %s is older than the served serial %s: not loaded (send SIGHUP "
+                              "to load it on purpose)", routing_map.serial, self._current.serial)
+                    return False
+                log.warning("routing map serial %s replaces the newer serial %s (forced reload)",
+                            routing_map.serial, self._current.serial)
             self._install(routing_map, version)
             del routing_map
             _release_freed_memory()
@@ -104,6 +135,8 @@ class RouteTable:
         self._metrics.map_serial = routing_map.serial
         self._metrics.map_tenants = len(routing_map.tenants)
         self._metrics.map_loaded_at = time.time()
+        tenants = routing_map.tenants
+        self._metrics.forget_tenants(tenants.__contains__)
 
     def _timed_read(self, known_version: object) -> tuple[object, RoutingMap | None, float]:
         started = time.thread_time()
@@ -119,7 +152,7 @@ class RouteTable:
             fetched = fetch_map(self.location, if_none_match=etag)
             if etag is not None and not fetched.data:
                 return etag, None
-            return fetched.etag, parse_map(fetched.data, self.location)
+            return fetched.etag, _parse(fetched.data, self.location, fetched.etag)
         path = Path(self.location)
         try:
             stat = os.stat(path)
@@ -129,4 +162,11 @@ class RouteTable:
             data = path.read_bytes()
         except OSError as error:
             raise TenantctlError(f"{path}: cannot read routing map: {error.strerror}") from None
-        return version, parse_map(data, str(path))
+        return version, _parse(data, str(path), version)
+
+
+def _parse(data: bytes, source: str, version: object) -> RoutingMap:
+    try:
+        return parse_map(data, source)
+    except TenantctlError as error:
+        raise _Rejected(version, error.message) from None

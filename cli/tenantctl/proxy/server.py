@@ -21,8 +21,9 @@ from typing import cast
 
 from tenantctl.proxy import session as s
 from tenantctl.proxy import wire
-from tenantctl.proxy.admission import Admission
+from tenantctl.proxy.admission import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_ADDRESS, Admission
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
+from tenantctl.proxy.logsafe import printable
 from tenantctl.proxy.metrics import Metrics
 from tenantctl.proxy.native import RELAY_NICE_DEFAULT, NativeRelay, RelayMode, native_available
 from tenantctl.proxy.routes import RouteTable
@@ -41,6 +42,8 @@ class ProxyOptions:
     connect_timeout: float = 10.0
     drain_timeout: float = 30.0
     max_startup_packet: int = wire.MAX_STARTUP_PACKET
+    max_pending_handshakes: int = DEFAULT_MAX_PENDING
+    max_pending_per_address: int = DEFAULT_MAX_PENDING_PER_ADDRESS
     backlog: int = 1024
     relay: RelayMode = "auto"  # auto: native when built; python: always the asyncio relay
     relay_threads: int = 2
@@ -247,7 +250,7 @@ class ClientHandshake(asyncio.Protocol):
                     self.proxy.cancel_dropped()
                 if action.rejection is not None:
                     self.proxy.metrics.rejected(action.rejection.value, self.session.rejected_tenant)
-                    log.info("refused %s from %s: %s", self.session.user or "-", self.session.client_address,
+                    log.info("refused %s from %s: %s", printable(self.session.user), self.session.client_address,
                              action.rejection.value)
                 self._close()
 
@@ -369,7 +372,8 @@ class ProxyServer:
         self.routes = routes
         self.options = options
         self.metrics = metrics
-        self.admission = Admission()
+        self.admission = Admission(max_pending=options.max_pending_handshakes,
+                                   max_pending_per_address=options.max_pending_per_address)
         self.cancel_keys = CancelKeys()
         self.backend_tls = BackendContexts()
         self.policy = s.SessionPolicy(

@@ -26,12 +26,14 @@ class Reason(enum.StrEnum):
     """Why a connection was refused (the ``reason`` label of the rejection metric)."""
 
     MALFORMED_STARTUP = "malformed_startup"
+    DUPLICATE_PARAMETER = "duplicate_startup_parameter"
     UNSUPPORTED_PROTOCOL = "unsupported_protocol"
     TLS_REQUIRED = "tls_required"
     UNKNOWN_TENANT = "unknown_tenant"
     UNKNOWN_DATABASE = "unknown_database"
     ADDRESS_NOT_ALLOWED = "address_not_allowed"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_HANDSHAKES = "too_many_pending_handshakes"
     BACKEND_UNREACHABLE = "backend_unreachable"
     BACKEND_TLS_UNAVAILABLE = "backend_tls_unavailable"
     STARTUP_TIMEOUT = "startup_timeout"
@@ -129,6 +131,10 @@ def hba_style_refusal(address: str, user: str, database: str, encrypted: bool) -
     )
 
 
+def _too_many(user: str) -> bytes:
+    return wire.encode_error("53300", f'too many connections for role "{user}"')
+
+
 class Session:
     """The handshake of one client connection."""
 
@@ -148,7 +154,10 @@ class Session:
         self._policy = policy
         self.state = State.STARTUP
         self.client_tls = False
-        self.tenant: str | None = None  # set once admitted (holds an admission slot)
+        self.tenant: str | None = None  # set once routed to a tenant
+        self._limit = 0  # the routed tenant's max_connections
+        self._holds_slot = False  # an established slot of ``tenant`` (after authentication)
+        self._pending = False  # a pending-handshake slot of ``client_address``
         self.user: str | None = None
         self.target: BackendTarget | None = None
         self.proxy_key: tuple[int, bytes] | None = None
@@ -230,6 +239,10 @@ class Session:
                 message = wire.without_channel_binding(message)
             out += message
             if kind == b"Z":
+                if not self._establish():
+                    assert self.tenant is not None
+                    return self._refuse(Reason.TOO_MANY_CONNECTIONS, _too_many(self.user or ""),
+                                        tenant=self.tenant)
                 out += self._backend_messages.take_rest()
                 self.state = State.RELAY
                 return [SendToClient(bytes(out)), Relay()]
@@ -245,9 +258,12 @@ class Session:
 
     def finish(self) -> None:
         """Release the admission slot and the cancel key (idempotent; call when the client is gone)."""
-        if self.tenant is not None:
+        if self._pending:
+            self._admission.end_handshake(self.client_address)
+            self._pending = False
+        if self._holds_slot and self.tenant is not None:
             self._admission.release(self.tenant)
-            self.tenant = None
+            self._holds_slot = False
         if self.proxy_key is not None:
             self._cancel_keys.unregister(self.proxy_key[0])
             self.proxy_key = None
@@ -266,8 +282,12 @@ class Session:
                 del self._buffer[:length]
                 decoded = wire.decode_startup_packet(packet)
             except wire.ProtocolViolation as violation:
-                reason = (Reason.UNSUPPORTED_PROTOCOL if violation.sqlstate == "0A000"
-                          else Reason.MALFORMED_STARTUP)
+                if isinstance(violation, wire.DuplicateParameter):
+                    reason = Reason.DUPLICATE_PARAMETER
+                elif violation.sqlstate == "0A000":
+                    reason = Reason.UNSUPPORTED_PROTOCOL
+                else:
+                    reason = Reason.MALFORMED_STARTUP
                 return actions + self._refuse(reason, wire.encode_error(violation.sqlstate, str(violation)))
             if isinstance(decoded, wire.SSLRequest):
                 if self.client_tls or not self._policy.tls_available:
@@ -307,24 +327,41 @@ class Session:
         route = routing_map.tenants.get(user)
         if route is None:
             return self._refuse(Reason.UNKNOWN_TENANT, refusal)
+        # Metric labels name a tenant only for clients inside its allowed ranges: anyone else could
+        # otherwise mint a series per tenant name they guess.
+        if not address_allowed(self.client_address, route.allowed_cidrs):
+            return self._refuse(Reason.ADDRESS_NOT_ALLOWED, refusal)
         physical = route.databases.get(database)
         if physical is None:
             return self._refuse(Reason.UNKNOWN_DATABASE, refusal, tenant=route.tenant)
-        if not address_allowed(self.client_address, route.allowed_cidrs):
-            return self._refuse(Reason.ADDRESS_NOT_ALLOWED, refusal, tenant=route.tenant)
         cluster = routing_map.clusters.get(route.cluster)
         if cluster is None:  # cannot happen with a validated map
             return self._refuse(Reason.UNKNOWN_TENANT, refusal)
-        if not self._admission.try_acquire(route.tenant, route.max_connections):
-            return self._refuse(Reason.TOO_MANY_CONNECTIONS, wire.encode_error(
-                "53300", f'too many connections for role "{user}"'), tenant=route.tenant)
+        if not self._admission.has_room(route.tenant, route.max_connections):
+            return self._refuse(Reason.TOO_MANY_CONNECTIONS, _too_many(user), tenant=route.tenant)
+        if not self._admission.try_begin_handshake(self.client_address):
+            return self._refuse(Reason.TOO_MANY_HANDSHAKES, wire.encode_error(
+                "53300", "sorry, too many clients already"))
+        self._pending = True
         self.tenant = route.tenant
+        self._limit = route.max_connections
         self.target = BackendTarget(route.cluster, cluster.host, cluster.port, cluster.tls)
         self._startup = wire.encode_startup_message(startup.replace("database", physical))
         self._pending_to_backend += self._buffer
         self._buffer.clear()
         self.state = State.CONNECTING
         return [ConnectBackend(self.target)]
+
+    def _establish(self) -> bool:
+        """Trade the pending-handshake slot for an established slot of the tenant."""
+        assert self.tenant is not None
+        if self._pending:
+            self._admission.end_handshake(self.client_address)
+            self._pending = False
+        if not self._admission.try_acquire(self.tenant, self._limit):
+            return False
+        self._holds_slot = True
+        return True
 
     def _send_startup(self) -> list[Action]:
         self.state = State.AUTHENTICATING

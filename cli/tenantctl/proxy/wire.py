@@ -33,6 +33,10 @@ class ProtocolViolation(Exception):
         self.sqlstate = sqlstate
 
 
+class DuplicateParameter(ProtocolViolation):
+    """A startup parameter appears twice: the proxy and the server could each read a different one."""
+
+
 @dataclass(frozen=True)
 class SSLRequest:
     pass
@@ -126,8 +130,15 @@ def _decode_parameters(payload: bytes) -> tuple[tuple[str, str], ...]:
     except UnicodeDecodeError:
         raise ProtocolViolation("invalid startup packet: parameters are not valid UTF-8") from None
     parameters = tuple(zip(strings[0::2], strings[1::2], strict=True))
-    if any(not name for name, _ in parameters):
-        raise ProtocolViolation("invalid startup packet layout: empty parameter name")
+    seen: set[str] = set()
+    for name, _ in parameters:
+        if not name:
+            raise ProtocolViolation("invalid startup packet layout: empty parameter name")
+        if name in seen:
+            # PostgreSQL keeps the last value of a repeated key while a first-match reader admits the
+            # first: with two `user` keys the proxy would admit one role and the server log in another.
+            raise DuplicateParameter(f'invalid startup packet: parameter "{name}" given more than once')
+        seen.add(name)
     return parameters
 
 

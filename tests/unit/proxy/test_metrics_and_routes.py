@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 from pathlib import Path
+
+import pytest
 
 from tenantctl.fsutil import atomic_write_bytes
 from tenantctl.proxy import wire
@@ -82,3 +85,69 @@ def test_scram_plus_is_removed_from_sasl_mechanisms() -> None:
     assert struct.unpack("!i", stripped[1:5])[0] == len(stripped) - 1
     ok = b"R" + struct.pack("!ii", 8, 0)
     assert wire.without_channel_binding(ok) is ok
+
+
+def test_an_invalid_map_is_logged_once_until_it_changes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "routes.json"
+    write_map(path, sample(1))
+    table = RouteTable(str(path), Metrics())
+    table.load_initial()
+
+    async def scenario() -> None:
+        atomic_write_bytes(path, b"{ truncated")
+        for _ in range(5):  # the watcher polls every second
+            assert await table.reload() is False
+        atomic_write_bytes(path, b"{ truncated again")
+        for _ in range(5):
+            assert await table.reload() is False
+
+    with caplog.at_level(logging.ERROR, logger="tenantctl.proxy"):
+        asyncio.run(scenario())
+    rejected = [r for r in caplog.records if "reload rejected" in r.getMessage()]
+    assert len(rejected) == 2, [r.getMessage() for r in rejected]
+    assert table.current.serial == 1
+
+
+def test_an_older_serial_is_refused_unless_forced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "routes.json"
+    write_map(path, sample(5))
+    table = RouteTable(str(path), Metrics())
+    table.load_initial()
+
+    async def scenario() -> None:
+        write_map(path, sample(4, limit=99))
+        assert await table.reload() is False
+        assert await table.reload() is False  # not re-read, not re-logged
+        assert table.current.serial == 5
+        assert await table.reload(force=True) is True  # SIGHUP: a deliberate rollback
+        assert table.current.serial == 4
+
+    with caplog.at_level(logging.WARNING, logger="tenantctl.proxy"):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("older than the served serial" in m for m in messages) == 1
+    assert any("replaces the newer serial 5" in m for m in messages)
+
+
+def test_series_of_tenants_removed_from_the_map_are_dropped_on_reload(tmp_path: Path) -> None:
+    path = tmp_path / "routes.json"
+    two = seal(RoutingMap(1, "2026-11-23T09:30:00Z", {"c": ClusterRoute("127.0.0.1", 5432)}, {
+        name: TenantRoute(name, "c", {"app": f"{name}_app"}, ("10.0.0.0/8",), 5) for name in ("t", "gone")}))
+    write_map(path, two)
+    metrics = Metrics()
+    table = RouteTable(str(path), metrics)
+    table.load_initial()
+    for tenant in ("t", "gone", "busy"):
+        metrics.admitted(tenant)
+        metrics.rejected("too_many_connections", tenant)
+    metrics.closed("t", 1, 1)
+    metrics.closed("gone", 1, 1)  # "busy" still has an open session
+    metrics.rejected("unknown_tenant", None)
+    write_map(path, sample(2))
+    assert asyncio.run(table.reload()) is True
+    text = metrics.render([])
+    assert 'tenant="gone"' not in text
+    assert 'tenantctl_proxy_tenant_connections{tenant="t"} 0' in text
+    assert 'tenantctl_proxy_tenant_connections{tenant="busy"} 1' in text  # kept while its session lives
+    assert 'reason="too_many_connections",tenant="busy"' not in text
+    assert 'reason="unknown_tenant",tenant=""' in text

@@ -148,6 +148,8 @@ def test_per_tenant_connection_limit_is_53300_and_slots_are_released() -> None:
     admitted = [harness.session() for _ in range(2)]
     for session in admitted:
         assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+        session.backend_connected()
+        assert authenticate(session)[-1] == s.Relay()
     refused = harness.session()
     actions = refused.client_data(startup(user="alice", database="app"))
     assert error_of(actions)["C"] == "53300"
@@ -155,6 +157,94 @@ def test_per_tenant_connection_limit_is_53300_and_slots_are_released() -> None:
     admitted[0].finish()
     admitted[0].finish()  # idempotent
     assert isinstance(harness.session().client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+
+
+def test_clients_that_never_finish_authenticating_hold_no_tenant_slot() -> None:
+    harness = Harness()
+    stalled = [harness.session() for _ in range(20)]  # alice's limit is 2
+    for session in stalled:
+        assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+        session.backend_connected()
+    assert harness.admission.active("alice") == 0 and harness.admission.pending("127.0.0.1") == 20
+    real = harness.session()
+    real.client_data(startup(user="alice", database="app"))
+    real.backend_connected()
+    assert authenticate(real)[-1] == s.Relay()
+    assert harness.admission.active("alice") == 1 and harness.admission.pending() == 20
+    for session in stalled:
+        session.timeout()
+        session.finish()
+    assert harness.admission.pending() == 0 and harness.admission.active("alice") == 1
+
+
+def test_the_tenant_limit_is_enforced_when_authentication_completes() -> None:
+    harness = Harness()
+    racing = [harness.session() for _ in range(3)]
+    for session in racing:  # all three pass the early check while none is established yet
+        assert isinstance(session.client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+        session.backend_connected()
+    assert authenticate(racing[0])[-1] == s.Relay()
+    assert authenticate(racing[1])[-1] == s.Relay()
+    actions = authenticate(racing[2])
+    assert error_of(actions)["C"] == "53300" and actions[-1] == s.Close(s.Reason.TOO_MANY_CONNECTIONS)
+    assert b"Z" not in sent_to_client(actions)[:1]
+    for session in racing:
+        session.finish()
+    assert harness.admission.active("alice") == 0 and harness.admission.pending() == 0
+
+
+def test_pending_handshakes_are_capped_per_address_and_globally() -> None:
+    harness = Harness()
+    harness.admission = Admission(max_pending=5, max_pending_per_address=3)
+    for _ in range(3):
+        assert isinstance(harness.session().client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+    actions = harness.session().client_data(startup(user="alice", database="app"))
+    assert error_of(actions)["C"] == "53300" and actions[-1] == s.Close(s.Reason.TOO_MANY_HANDSHAKES)
+    other = Harness(address="127.0.0.2")
+    other.admission = harness.admission
+    for _ in range(2):
+        assert isinstance(other.session().client_data(startup(user="alice", database="app"))[0], s.ConnectBackend)
+    actions = other.session().client_data(startup(user="alice", database="app"))
+    assert actions[-1] == s.Close(s.Reason.TOO_MANY_HANDSHAKES)  # the global cap of 5
+
+
+def test_a_repeated_startup_parameter_is_refused_before_routing() -> None:
+    for params in ((("user", "alice"), ("database", "app"), ("user", "postgres")),
+                   (("user", "alice"), ("database", "app"), ("database", "postgres")),
+                   (("user", "alice"), ("database", "app"), ("options", "-c a=b"), ("options", "-c c=d"))):
+        harness = Harness()
+        session = harness.session()
+        packet = wire.encode_startup_message(wire.StartupMessage(wire.PROTOCOL_3_0, params))
+        actions = session.client_data(packet)
+        assert error_of(actions)["C"] == "08P01", params
+        assert actions[-1] == s.Close(s.Reason.DUPLICATE_PARAMETER)
+        assert not any(isinstance(a, s.ConnectBackend) for a in actions)
+        assert session.tenant is None and harness.admission.pending() == 0
+
+
+_KEYS = st.sampled_from(["user", "database", "options", "application_name", "client_encoding", "x"])
+_VALUES = st.sampled_from(["alice", "bob", "postgres", "app", "admin", "-c role=postgres", ""])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_KEYS, _VALUES), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=wire.MAX_STARTUP_PACKET))
+def test_the_backend_never_sees_a_user_other_than_the_admitted_tenant(
+        params: list[tuple[str, str]], padding: int) -> None:
+    if padding % 3 == 0:
+        params = [*params, ("application_name_pad", "p" * padding)]
+    session = Harness().session()
+    actions = session.client_data(wire.encode_startup_message(wire.StartupMessage(wire.PROTOCOL_3_0, tuple(params))))
+    if not any(isinstance(a, s.ConnectBackend) for a in actions):
+        return
+    (send,) = session.backend_connected()
+    assert isinstance(send, s.SendToBackend)
+    forwarded = wire.decode_startup_packet(send.data)
+    assert isinstance(forwarded, wire.StartupMessage)
+    users = [value for key, value in forwarded.parameters if key == "user"]
+    assert users == [session.tenant], (params, forwarded.parameters)
+    keys = [key for key, _ in forwarded.parameters]
+    assert len(keys) == len(set(keys))
 
 
 def test_ssl_request_is_refused_without_a_certificate_and_gssenc_always() -> None:
@@ -237,4 +327,4 @@ def test_random_client_bytes_never_raise_and_never_leak_a_slot(chunks: list[byte
             assert not isinstance(action, s.StartBackendTls)
     session.timeout()
     session.finish()
-    assert harness.admission.total() == 0
+    assert harness.admission.total() == 0 and harness.admission.pending() == 0

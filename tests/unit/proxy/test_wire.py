@@ -94,3 +94,15 @@ def test_decoding_random_bytes_raises_only_protocol_violation(data: bytes) -> No
         pass
     except struct.error:
         assert len(data) < 4  # too short to hold a code: the session never decodes those (length < 8)
+
+
+def test_client_values_are_escaped_for_logs() -> None:
+    from tenantctl.proxy.logsafe import printable
+
+    forged = 'client03\n2026-12-03 INFO tenantctl.proxy: refused admin from 10.0.0.1: ok\x1b[2J'
+    line = printable(forged)
+    assert "\n" not in line and "\x1b" not in line
+    assert line.startswith("client03\\n2026") and "\\x1b[2J" in line
+    assert printable("back\\slash") == "back\\\\slash"  # an escaped-looking value stays unambiguous
+    assert printable("x" * 500).endswith("...") and len(printable("x" * 500)) == 131
+    assert printable(None) == "-" and printable("plain") == "plain"

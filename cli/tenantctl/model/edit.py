@@ -70,11 +70,20 @@ def _indent_of(text: str, pos: int) -> str:
     return match.group() if match.end() == pos else ""
 
 
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def hcl_key(name: str) -> str:
+    """An HCL object key for ``name``: bare when it is an identifier, else a quoted string. Either way the
+    result is one key and cannot close the object or start another one."""
+    return name if _BARE_KEY.fullmatch(name) else dumps_hcl_string(name)
+
+
 def _hcl_block(block: TenantBlock, indent: str) -> str:
     inner = indent + "  "
     fields: list[tuple[str, str]] = [
         ("name", dumps_hcl_string(block.name)),
-        ("databases", "{ " + ", ".join(f"{db} = true" for db in block.databases) + " }"),
+        ("databases", "{ " + ", ".join(f"{hcl_key(db)} = true" for db in block.databases) + " }"),
         ("allowed_ips", "[" + ", ".join(dumps_hcl_string(ip) for ip in block.allowed_ips) + "]"),
         ("rds_iam_auth", "true" if block.rds_iam_auth else "false"),
     ]

@@ -21,8 +21,8 @@ from typing import Any
 
 from tenantctl.errors import Location
 
-_SKIP = re.compile(r"(?:[ \t\r\n]+|#[^\n]*|//[^\n]*|/\*.*?\*/)*", re.S)
-_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+_BLANKS = re.compile(r"[ \t\r\n]*")
+_STRING_STOP = re.compile(r'["\\\n]')  # what ends a run of plain string characters
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_]*)[ \t]*\r?\n")
@@ -30,6 +30,8 @@ _UNCLOSED_COMMENT = re.compile(r"/\*")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 _ESCAPE = re.compile(r'\\(?:u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.))', re.S)
 _INTERPOLATION = re.compile(r"(?<![$%])[$%]\{")
+_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # all but tab, LF, CR
+MAX_DEPTH = 64  # nesting of lists and objects; a clients file needs 4
 
 
 class Node:
@@ -83,13 +85,25 @@ class _Parser:
         self.s = text
         self.n = len(text)
         self.pos = 0
+        self.depth = 0
         self.json_mode = json_mode
 
     def skip(self) -> None:
-        m = _SKIP.match(self.s, self.pos)
-        self.pos = m.end() if m else self.pos
-        if self.s.startswith("/*", self.pos):
-            raise HclSyntaxError(self.pos, "unterminated /* comment")
+        """Skip blanks and comments. A loop, not one regular expression: the ``re`` engine keeps
+        state per repetition of a group, which costs gigabytes on a file of millions of comments."""
+        s = self.s
+        while True:
+            self.pos = _BLANKS.match(s, self.pos).end()  # type: ignore[union-attr]  # matches the empty string
+            if s.startswith("#", self.pos) or s.startswith("//", self.pos):
+                end = s.find("\n", self.pos)
+                self.pos = self.n if end < 0 else end
+            elif s.startswith("/*", self.pos):
+                end = s.find("*/", self.pos + 2)
+                if end < 0:
+                    raise HclSyntaxError(self.pos, "unterminated /* comment")
+                self.pos = end + 2
+            else:
+                return
 
     def error(self, message: str, pos: int | None = None) -> HclSyntaxError:
         return HclSyntaxError(self.pos if pos is None else pos, message)
@@ -138,7 +152,11 @@ class _Parser:
         return value
 
     def value(self) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"values are nested more than {MAX_DEPTH} levels deep")
         node = self._value()
+        self.depth -= 1
         node.end = self.pos
         return node
 
@@ -174,11 +192,9 @@ class _Parser:
 
     def string(self) -> Node:
         start = self.pos
-        m = _STRING.match(self.s, self.pos)
-        if not m:
-            raise self.error("unterminated string (strings end with `\"` on the same line)")
-        self.pos = m.end()
-        raw = m.group(1)
+        end = self._string_end(start + 1)
+        raw = self.s[start + 1 : end]
+        self.pos = end + 1
         if not self.json_mode:
             interp = _INTERPOLATION.search(raw)
             if interp:
@@ -189,7 +205,25 @@ class _Parser:
             raw = raw.replace("$${", "${").replace("%%{", "%{")
         if "\\" in raw:
             raw = self.unescape(raw, start)
-        return Node("string", raw, start)
+        return Node("string", self.checked_text(raw, start), start)
+
+    def _string_end(self, pos: int) -> int:
+        """Offset of the closing quote of the string whose body starts at ``pos`` (linear, constant memory)."""
+        s = self.s
+        while True:
+            m = _STRING_STOP.search(s, pos)
+            if m is None or m.group() == "\n" or (m.group() == "\\" and s.startswith("\n", m.end())):
+                raise self.error("unterminated string (strings end with `\"` on the same line)")
+            if m.group() == '"':
+                return m.start()
+            pos = m.end() + 1  # a backslash escapes the next character
+
+    def checked_text(self, text: str, start: int) -> str:
+        bad = _FORBIDDEN_CONTROL.search(text)
+        if bad:
+            raise self.error(f"control character U+{ord(bad.group()):04X} in a string (write printable text only)",
+                             start)
+        return text
 
     def unescape(self, raw: str, start: int) -> str:
         def replace(m: re.Match[str]) -> str:
@@ -230,7 +264,7 @@ class _Parser:
             widths = [len(line) - len(line.lstrip(" \t")) for line in lines if line.strip()]
             cut = min(widths, default=0)
             lines = [line[cut:] for line in lines]
-        return Node("string", "\n".join(lines), start)
+        return Node("string", self.checked_text("\n".join(lines), start), start)
 
     def list_(self) -> Node:
         start = self.pos

@@ -32,7 +32,7 @@ from tenantctl.model.types import (
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 CLUSTER_NAME = re.compile(r"[a-z](?:[a-z0-9]|-(?!-))*")
-PREFIX = re.compile(r"[a-z][a-z0-9_]*")
+PREFIX = re.compile(r"[a-z](?:[a-z0-9]|_(?!_))*")  # no `__`: reserved for archive names
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
 REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 RESERVED_NAMES = frozenset(
@@ -58,6 +58,17 @@ DEFAULT_ENGINE_VERSION = "15.4"
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+ARCHIVE_SEPARATOR_RULE = (
+    "cannot contain `__` or end with `_`: `__` separates a database from its archive suffix (offboarded "
+    "databases are renamed `<database>__archived_<date>`), so such a name could produce another tenant's "
+    "archive name")
+
+
+def splits_archive_names(name: str) -> bool:
+    """Whether ``name`` could make a live physical name contain ``__`` (reserved for archive names)."""
+    return "__" in name or name.endswith("_")
 
 
 def _is_reserved(name: str) -> bool:
@@ -188,7 +199,8 @@ def _settings(check: _Checker, node: Node | None) -> Settings:
         "region": lambda n, p: _matching(check, n, p, REGION, "an AWS region such as eu-west-1"),
         "account_id": lambda n, p: _matching(check, n, p, ACCOUNT_ID, "a 12-digit AWS account id"),
         "prefix": lambda n, p: _matching(check, n, p, PREFIX, "lowercase letters, digits and `_`, "
-                                         "starting with a letter", max_len=20, empty_ok=True),
+                                         "starting with a letter, no `__` (reserved for archive names)",
+                                         max_len=20, empty_ok=True),
         "postgres_engine": lambda n, p: check.choice(n, p, POSTGRES_ENGINES),
         "target": lambda n, p: check.choice(n, p, TARGETS),
         "allow_private_source_ips": check.boolean,
@@ -339,6 +351,9 @@ def _tenant_name(check: _Checker, node: Node, path: str, settings: Settings) -> 
         check.error(node.pos, path, f'"{name}" is not a valid tenant name: use lowercase letters, digits and `_`, '
                     "starting with a letter (it names Postgres roles and IAM users)")
         return None
+    if splits_archive_names(name):
+        check.error(node.pos, path, f'"{name}" {ARCHIVE_SEPARATOR_RULE}')
+        return None
     if _is_reserved(name) or _is_reserved(naming.login_role(settings, name)):
         check.error(node.pos, path, f'"{name}" is reserved (postgres, template0/1, rdsadmin, public, rds_*, pg_* '
                     "and tenantctl's own names cannot name a tenant)")
@@ -369,6 +384,9 @@ def _databases(check: _Checker, node: Node | None, path: str, settings: Settings
         if not IDENTIFIER.fullmatch(logical):
             check.error(pos, key_path, f'"{logical}" is not a valid database name: use lowercase letters, '
                         "digits and `_`, starting with a letter")
+            continue
+        if splits_archive_names(logical):
+            check.error(pos, key_path, f'"{logical}" {ARCHIVE_SEPARATOR_RULE}')
             continue
         if tenant is not None:
             physical = naming.database(settings, tenant, logical)
@@ -431,6 +449,10 @@ def _tags(check: _Checker, node: Node, path: str) -> tuple[tuple[str, str], ...]
     for key, value in node.value.items():
         text = check.string(value, f"{path}.{key}")
         if text is None:
+            continue
+        if not (key.isprintable() and text.isprintable()):
+            check.error(value.pos, f"{path}.{key}", "tags hold printable text only (no newline, tab or "
+                        "control character)")
             continue
         if len(key) > 128 or len(text) > 256:
             check.error(value.pos, f"{path}.{key}", "AWS tags allow keys up to 128 and values up to 256 characters")

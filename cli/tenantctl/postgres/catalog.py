@@ -113,9 +113,11 @@ class Marker:
 
     tenant: str
     state: str | None = None
+    archived: str | None = None  # the offboarding run that archived this database
 
     def render(self) -> str:
-        return f"{MARKER_PREFIX} tenant={self.tenant}" + (f" state={self.state}" if self.state else "")
+        return (f"{MARKER_PREFIX} tenant={self.tenant}" + (f" state={self.state}" if self.state else "")
+                + (f" archived={self.archived}" if self.archived else ""))
 
     @classmethod
     def parse(cls, comment: str | None) -> Marker | None:
@@ -124,7 +126,7 @@ class Marker:
         fields = dict(part.split("=", 1) for part in comment.split()[1:] if "=" in part)
         if "tenant" not in fields:
             return None
-        return cls(tenant=fields["tenant"], state=fields.get("state"))
+        return cls(tenant=fields["tenant"], state=fields.get("state"), archived=fields.get("archived"))
 
 
 _ACL_JSON = ("SELECT coalesce(json_agg(json_build_array(CASE WHEN a.grantee = 0 THEN 'public' "

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tenantctl.errors import BackendError
+from tenantctl.errors import BackendError, RefusedError
 from tenantctl.model import naming
 from tenantctl.model.desired import RDS_IAM_ROLE, DesiredState, RoleSpec, TenantState
 from tenantctl.postgres.catalog import Marker, ObservedCluster, ObservedDatabase, ObservedRole, ObservedSchemas
@@ -60,6 +60,13 @@ def compute_plan(desired: DesiredState, cluster: str, observed: ObservedCluster,
     if needs_rds_iam and RDS_IAM_ROLE not in observed.roles:
         raise BackendError(f"cluster {cluster!r} has no {RDS_IAM_ROLE!r} role, needed by IAM-auth tenants",
                            hint="RDS/Aurora always has it; for local servers run `tenantctl local up`")
+    conflicts = ownership_conflicts(tenants, observed)
+    if conflicts:
+        raise RefusedError(
+            f"cluster {cluster!r}: tenantctl will not take over objects that belong to someone else:\n  "
+            + "\n  ".join(conflicts),
+            hint="rename the tenant or database in the clients file; if the object is really this tenant's, "
+                 "fix its marker (COMMENT) by hand after checking its contents")
     actions: list[Action] = []
     for tenant in tenants:
         for spec in tenant.roles:
@@ -73,6 +80,30 @@ def compute_plan(desired: DesiredState, cluster: str, observed: ObservedCluster,
         fingerprint=fingerprint(desired, cluster, observed, secret_names), deep=deep,
         inspected_databases=tuple(sorted(observed.schemas)), catalog_queries=observed.catalog_queries,
     )
+
+
+def ownership_conflicts(tenants: Sequence[TenantState], observed: ObservedCluster) -> list[str]:
+    """Existing roles and databases the desired state names whose marker says they are not that tenant's
+    (another tenant's, or an offboarded tenant's archive). Unmarked objects are adopted as before."""
+    conflicts = []
+    for tenant in tenants:
+        for role in tenant.roles:
+            found = observed.roles.get(role.name)
+            marker = Marker.parse(found.comment) if found else None
+            if marker is not None and marker.tenant != tenant.name:
+                conflicts.append(f"role {role.name} is marked as tenant {marker.tenant!r}'s, not {tenant.name!r}'s")
+        for spec in tenant.databases:
+            database = observed.databases.get(spec.name)
+            marker = Marker.parse(database.comment) if database else None
+            if marker is None:
+                continue
+            if marker.archived is not None:
+                conflicts.append(f"database {spec.name} is the archive of offboarded tenant {marker.tenant!r} "
+                                 f"(run {marker.archived})")
+            elif marker.tenant != tenant.name:
+                conflicts.append(f"database {spec.name} is marked as tenant {marker.tenant!r}'s, "
+                                 f"not {tenant.name!r}'s")
+    return conflicts
 
 
 def find_orphans(desired: DesiredState, cluster: str, observed: ObservedCluster) -> tuple[Orphan, ...]:
@@ -89,8 +120,12 @@ def find_orphans(desired: DesiredState, cluster: str, observed: ObservedCluster)
     for database in sorted(observed.databases.values(), key=lambda d: d.name):
         marker = Marker.parse(database.comment)
         if marker and database.name not in wanted_databases:
-            reason = (f"tenant {marker.tenant!r} is not in the clients file for cluster {cluster!r}"
-                      if marker.tenant not in tenants else "database no longer enabled for its tenant")
+            if marker.archived:
+                reason = f"archive of offboarded tenant {marker.tenant!r} (run {marker.archived}); purge drops it"
+            elif marker.tenant not in tenants:
+                reason = f"tenant {marker.tenant!r} is not in the clients file for cluster {cluster!r}"
+            else:
+                reason = "database no longer enabled for its tenant"
             orphans.append(Orphan("database", database.name, marker.tenant, reason))
     return tuple(orphans)
 

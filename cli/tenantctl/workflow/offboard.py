@@ -30,6 +30,7 @@ from tenantctl.model import model_from_text, naming
 from tenantctl.model.desired import desired_tenant
 from tenantctl.model.edit import TenantBlock, add_tenant, remove_tenant
 from tenantctl.model.types import Model, Tenant
+from tenantctl.postgres.catalog import Marker
 from tenantctl.postgres.connect import ClusterConnection, connect_admin, translated
 from tenantctl.terraform import guard
 from tenantctl.workflow import deploy
@@ -170,13 +171,25 @@ class ClusterAdmin:
                                 (role,)))
         self._execute(f"{'enabling' if login else 'disabling'} login of {role}", statements)
 
-    def rename_database(self, old: str, new: str) -> None:
+    def rename_database(self, old: str, new: str, marker: Marker) -> None:
+        """Rename ``old`` and mark it: an archive's marker names its run, so no planner adopts it."""
         self._execute(f"renaming database {old} to {new}", [
             (sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(old)), ()),
             (sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"), (old,)),
             (sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)), ()),
+            (sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(new), sql.Literal(marker.render())), ()),
             (sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(new)), ()),
         ])
+
+    def database_identity(self, name: str) -> tuple[str, Marker | None] | None:
+        """(owner, marker) of database ``name``; None when it does not exist."""
+        rows = self._execute(f"looking up database {name}", [(sql.SQL(
+            "SELECT pg_get_userbyid(datdba), shobj_description(oid, 'pg_database') FROM pg_database "
+            "WHERE datname = %s"), (name,))])
+        if not rows:
+            return None
+        owner, comment = rows[0]
+        return str(owner), Marker.parse(comment)
 
     def create_database(self, name: str, owner: str) -> None:
         self._execute(f"creating database {name}", [
@@ -372,7 +385,7 @@ def offboard(root: Path, clients_file: Path, name: str, *, archive_location: str
         if not run.done(RENAMED, database=database):
             if admin.database_exists(database):
                 progress(f"renaming {database} to {archived}")
-                admin.rename_database(database, archived)
+                admin.rename_database(database, archived, Marker(tenant=name, archived=run.run_id))
             elif not admin.database_exists(archived):
                 raise TenantctlError(f"neither {database} nor {archived} exists on cluster {tenant.cluster}")
             step(RENAMED, database=database, archived=archived)
@@ -434,7 +447,7 @@ def restore(root: Path, clients_file: Path, name: str, *, progress: Progress = _
             pass  # already back (a rerun after a crash between rename and ledger)
         elif admin.database_exists(archived):
             progress(f"renaming {archived} back to {database}")
-            admin.rename_database(archived, database)
+            admin.rename_database(archived, database, Marker(tenant=name))
             result.renamed_back.append(database)
         else:
             dumped = run.done(DUMPED, database=database)
@@ -483,6 +496,44 @@ class PurgeOutcome:
         return {"tenant": self.tenant, "run": self.run_id, "purged": self.purged, "skipped": self.skipped}
 
 
+def routed_databases(root: Path) -> frozenset[tuple[str, str]]:
+    """(cluster, physical database) of every entry in the routing map on disk (none if there is no map)."""
+    from tenantctl.routing import read_map
+
+    path = root / deploy.ROUTES_FILE
+    if not path.exists():
+        return frozenset()
+    routing_map = read_map(path)
+    return frozenset((route.cluster, physical) for route in routing_map.tenants.values()
+                     for physical in route.databases.values())
+
+
+def _check_archive_identity(admin: ClusterAdmin, run: Run, archived: str,
+                            routed: frozenset[tuple[str, str]]) -> None:
+    """Refuse to drop ``archived`` unless marker, owner and ledger all say it is this run's archive."""
+    cluster = run.started.details["cluster"]
+    where = f"{archived} on cluster {cluster}"
+    if (cluster, archived) in routed:
+        raise RefusedError(f"{where} is in the routing map (a live tenant uses it): not dropped")
+    identity = admin.database_identity(archived)
+    if identity is None:
+        raise RefusedError(f"{where} does not exist; the ledger says it is the archive of {run.tenant}",
+                           hint="if it was dropped by hand, nothing is left to purge; check before going on")
+    owner, marker = identity
+    expected_owner = run.started.details.get("owner_role")
+    problems = []
+    if marker is None or marker.tenant != run.tenant:
+        problems.append(f"its marker names {'no tenant' if marker is None else repr(marker.tenant)}")
+    elif marker.archived not in (None, run.run_id):  # None: archived before markers named their run
+        problems.append(f"its marker names offboarding run {marker.archived}, not {run.run_id}")
+    if expected_owner is not None and owner != expected_owner:
+        problems.append(f"it is owned by {owner}, not {expected_owner}")
+    if problems:
+        raise RefusedError(f"{where} is not provably the archive of offboarded tenant {run.tenant!r} "
+                           f"(run {run.run_id}): {'; '.join(problems)}. Nothing was dropped",
+                           hint="inspect it with psql; an archive that was taken over must be resolved by hand")
+
+
 def _age_days(at: str, now: datetime) -> float:
     moment = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (now - moment).total_seconds() / 86400
@@ -525,6 +576,7 @@ def purge(root: Path, clients_file: Path, *, older_than_days: float, progress: P
             dumped = run.done(DUMPED, database=database)
             if dumped is None:
                 raise TenantctlError(f"{archived}: no dump recorded in the ledger; refusing to drop it")
+            _check_archive_identity(admin, run, archived, routed_databases(root))
             progress(f"verifying the dump of {database}")
             archive.verify(ArchivedDump(database, dumped.details["location"], dumped.details["sha256"],
                                         dumped.details["size"]))

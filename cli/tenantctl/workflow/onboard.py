@@ -7,6 +7,8 @@ declined confirmation, ``plan_only``). Once applying started the block stays: re
 
 from __future__ import annotations
 
+import ipaddress
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from tenantctl.model.desired import desired_tenant
 from tenantctl.model.edit import TenantBlock, add_tenant
 from tenantctl.model.placement import place
 from tenantctl.model.types import Model, Tenant
+from tenantctl.model.validate import CLUSTER_NAME, IDENTIFIER, splits_archive_names
 from tenantctl.terraform import pipeline
 from tenantctl.workflow import deploy
 
@@ -97,10 +100,53 @@ def connection_info(model: Model, tenant: Tenant) -> dict[str, Any]:
     return info
 
 
+def check_block(block: TenantBlock) -> None:
+    """Every onboard argument on its own, before the file is touched: one message per bad argument."""
+    problems = []
+    if not IDENTIFIER.fullmatch(block.name) or splits_archive_names(block.name):
+        problems.append(f"NAME {block.name!r}: use lowercase letters, digits and single `_` between them, "
+                        "starting with a letter")
+    if not block.databases:
+        problems.append("--db: give at least one database")
+    for database in block.databases:
+        if not IDENTIFIER.fullmatch(database) or splits_archive_names(database):
+            problems.append(f"--db {database!r}: not a database name (lowercase letters, digits and single `_` "
+                            "between them, starting with a letter)")
+    if len(set(block.databases)) != len(block.databases):
+        problems.append("--db: a database is given twice")
+    if not block.allowed_ips:
+        problems.append("--allowed-ip: give at least one CIDR")
+    for cidr in block.allowed_ips:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            problems.append(f"--allowed-ip {cidr!r}: not a valid CIDR")
+    if block.tier is not None and not IDENTIFIER.fullmatch(block.tier):
+        problems.append(f"--tier {block.tier!r}: not a tier name")
+    if block.cluster is not None and not CLUSTER_NAME.fullmatch(block.cluster):
+        problems.append(f"--cluster {block.cluster!r}: not a cluster name")
+    if problems:
+        raise InputError("invalid arguments; nothing was written:\n  " + "\n  ".join(problems))
+
+
+def _added_exactly(before: Model, after: Model, block: TenantBlock) -> None:
+    """The edit must add the one tenant asked for and change no other (defence against a writer bug)."""
+    old = {t.name: t for t in before.tenants}
+    new = {t.name: t for t in after.tenants}
+    added = set(new) - set(old)
+    changed = [name for name in old if name not in new or new[name] != old[name]]
+    if added != {block.name} or changed or not _block_matches(new[block.name], block):
+        raise TenantctlError(f"internal error: adding {block.name!r} would also change "
+                             f"{sorted((added - {block.name}) | set(changed))}; nothing was written")
+
+
 def onboard(root: Path, clients_file: Path, block: TenantBlock, *, confirm: Confirm | None = None,
             plan_only: bool = False, progress: Any = None, timings: Timings | None = None) -> OnboardResult:
     timings = timings or Timings()
     filename = str(clients_file)
+    check_block(block)
+    stack_dir = root / "stacks" / "tenants" / block.name
+    stack_existed = stack_dir.exists()
     with timings.measure("edit + validate"):
         try:
             original = clients_file.read_text()
@@ -115,6 +161,7 @@ def onboard(root: Path, clients_file: Path, block: TenantBlock, *, confirm: Conf
             block = pin_placement(model, block)
             edited = add_tenant(original, filename, block)
             new_model = model_from_text(edited, filename)  # raises ValidationFailed: nothing written yet
+            _added_exactly(model, new_model, block)
             atomic_write_text(clients_file, edited)
         else:
             edited, new_model = original, model
@@ -124,6 +171,7 @@ def onboard(root: Path, clients_file: Path, block: TenantBlock, *, confirm: Conf
     def roll_back() -> None:
         if existing is None and clients_file.read_text() == edited:
             atomic_write_text(clients_file, original)
+            _restore_stacks(root, model, stack_dir if not stack_existed else None)
 
     try:
         planned = _plan(root, new_model, timings, progress)
@@ -158,6 +206,15 @@ def onboard(root: Path, clients_file: Path, block: TenantBlock, *, confirm: Conf
     result.status = "applied"
     result.connection = connection_info(new_model, tenant)
     return result
+
+
+def _restore_stacks(root: Path, model: Model, new_stack: Path | None) -> None:
+    """Put the rendered stacks back as the unchanged clients file renders them (nothing left behind)."""
+    from tenantctl.render import render_stacks
+
+    render_stacks(model, root / "stacks")
+    if new_stack is not None and new_stack.is_dir():
+        shutil.rmtree(new_stack, ignore_errors=True)
 
 
 class _TimedSection:

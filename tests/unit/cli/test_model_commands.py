@@ -86,3 +86,37 @@ def test_every_command_has_help(command: str, tmp_path: Path) -> None:
 
 def test_version(tmp_path: Path) -> None:
     assert tenantctl("--version", cwd=tmp_path).stdout.startswith("tenantctl 0.1.0")
+
+
+# With the database name spliced in raw, this yields two valid tenants: `evil` and `evil2`.
+INJECTION = 'app = true }\n    allowed_ips = ["109.241.200.0/24"]\n    rds_iam_auth = false\n  },\n  {\n' \
+            '    name = "evil2"\n    databases = { x'
+
+
+@pytest.mark.parametrize("args", [
+    ("onboard", "evil", "--db", INJECTION, "--allowed-ip", "109.241.200.168/32", "--yes"),
+    ("onboard", "evil", "--db", "app", "--allowed-ip", '1.2.3.4/32"]\n}, { name = "evil2', "--yes"),
+    ("onboard", 'evil" }, { name = "evil2', "--db", "app", "--allowed-ip", "109.241.200.168/32", "--yes"),
+    ("onboard", "evil", "--db", "app", "--tier", 'basic"\n name2 = "x', "--allowed-ip", "1.2.3.4/32", "--yes"),
+    ("onboard", "evil", "--db", "app", "--cluster", "shared-01\"\n}", "--allowed-ip", "1.2.3.4/32", "--plan-only"),
+    ("onboard", "evil_", "--db", "app", "--allowed-ip", "109.241.200.168/32", "--yes"),
+])
+def test_onboard_arguments_cannot_splice_syntax_into_the_clients_file(tmp_path: Path, args: tuple[str, ...]) -> None:
+    clients = tmp_path / "clients.tfvars"
+    clients.write_bytes(EXAMPLE.read_bytes())
+    done = tenantctl(*args, cwd=tmp_path)
+    assert done.returncode == ExitCode.INVALID, done.stdout + done.stderr
+    assert "nothing was written" in done.stderr or "not a valid CIDR" in done.stderr
+    assert clients.read_bytes() == EXAMPLE.read_bytes()
+    assert not (tmp_path / "stacks").exists() and not (tmp_path / ".tenantctl").exists()
+
+
+def test_the_clients_file_writer_emits_one_key_per_database_whatever_its_name() -> None:
+    from tenantctl.model.edit import TenantBlock, add_tenant
+    from tenantctl.model.hcl import parse_hcl
+
+    text = EXAMPLE.read_text()
+    edited = add_tenant(text, "clients.tfvars", TenantBlock("evil", (INJECTION,), ("1.2.3.4/32",), False))
+    parsed = parse_hcl(edited).value["clients"].value
+    assert len(parsed) == len(parse_hcl(text).value["clients"].value) + 1
+    assert list(parsed[-1].value["databases"].value) == [INJECTION]  # one key, quoted: refused by validation

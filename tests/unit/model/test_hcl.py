@@ -93,3 +93,54 @@ def test_json_keeps_interpolation_literally() -> None:
 def test_dumps_string_round_trips() -> None:
     for value in ['plain', 'quote " and \\ back', "${not} %{template}", "é"]:
         assert parse_hcl(f"x = {dumps_hcl_string(value)}").plain() == {"x": value}
+
+
+def _peak_rss_mib_of(code: str) -> float:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return float(done.stdout.strip())
+
+
+_MEASURE = """
+import resource
+from tenantctl.model.hcl import parse_hcl
+text = 'big = "' + 'x' * {size} + '\\\\n' * {escapes} + '"\\n' + '# comment\\n' * {comments}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+node = parse_hcl(text)
+assert len(node.value["big"].value) == {size} + {escapes}
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_memory_is_linear_in_the_file_size() -> None:
+    # 20 MB of string, 1M escapes and 500k comment lines: the old regular expressions needed gigabytes.
+    grown = _peak_rss_mib_of(_MEASURE.format(size=20_000_000, escapes=1_000_000, comments=500_000))
+    assert grown < 200, f"parsing ~27 MB grew the process by {grown:.0f} MiB"
+
+
+def test_nesting_is_limited_with_a_located_error() -> None:
+    deep = "x = " + "[" * 500 + "]" * 500 + "\n"
+    with pytest.raises(HclSyntaxError, match="nested more than 64 levels") as raised:
+        parse_hcl(deep)
+    assert raised.value.pos == 4 + 64
+    with pytest.raises(HclSyntaxError, match="nested more than 64 levels"):
+        parse_json('{"x": ' + "[" * 500 + "]" * 500 + "}")
+    assert parse_hcl("x = " + "[" * 60 + "]" * 60).value["x"].kind == "list"
+
+
+@pytest.mark.parametrize("text", ['tag = "a\x00b"', 'tag = "a\\u0000b"', 'tag = "bell\\u0007"', 'tag = "\x1b[2J"',
+                                  "tag = <<EOT\nraw \x00 nul\nEOT\n"])
+def test_control_characters_are_rejected(text: str) -> None:
+    with pytest.raises(HclSyntaxError, match="control character U\\+00"):
+        parse_hcl(text)
+    assert parse_hcl('ok = "tab\\tand\\nnewline"').value["ok"].value == "tab\tand\nnewline"
+
+
+def test_a_backslash_before_the_end_of_line_leaves_the_string_open() -> None:
+    with pytest.raises(HclSyntaxError, match="unterminated string"):
+        parse_hcl('x = "abc\\\n"')
+    with pytest.raises(HclSyntaxError, match="unterminated string"):
+        parse_hcl('x = "abc\\')
+    assert parse_hcl('x = "a\\"b\\\\"').value["x"].value == 'a"b\\'

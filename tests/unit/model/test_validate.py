@@ -235,3 +235,27 @@ def test_s3_backend_needs_bucket_and_table() -> None:
         "clients.tfvars:1:24: settings.backend: an s3 backend needs `bucket`",
         "clients.tfvars:1:24: settings.backend: an s3 backend needs `dynamodb_table`",
     ]
+
+
+@pytest.mark.parametrize("name", ["client01_db1_", "client__01", "a__b_"])
+def test_tenant_names_cannot_reach_into_the_archive_namespace(name: str) -> None:
+    (problem,) = problems(clients(tenant(name)))
+    assert problem.startswith(f'clients.tfvars:3:12: clients[0].name: "{name}" cannot contain `__` or end with `_`')
+    assert "<database>__archived_<date>" in problem
+
+
+def test_the_archive_takeover_names_are_refused() -> None:
+    # tenant `client01_db1_` + database `archived_20261203` -> `client01_db1__archived_20261203`, the archive
+    # of client01's db1: refused on the name, whatever the database is called.
+    text = clients(tenant("client01_db1_", databases="{ archived_20261203 = true }"))
+    assert any("cannot contain `__` or end with `_`" in p for p in problems(text))
+    (problem,) = problems(clients(tenant("client02", databases="{ db1__archived_x = true }")))
+    assert 'clients[0].databases.db1__archived_x: "db1__archived_x" cannot contain `__`' in problem
+    assert problems(clients(tenant("client02"), head='settings = { prefix = "acme__" }\n'))[0].endswith(
+        "settings.prefix: `acme__` is not valid: expected lowercase letters, digits and `_`, starting with a "
+        "letter, no `__` (reserved for archive names) (at most 20 characters)")
+
+
+def test_tags_hold_printable_text_only() -> None:
+    (problem,) = problems(clients(tenant(extra='tags = { team = "a\\nb" }')))
+    assert "clients[0].tags.team: tags hold printable text only" in problem

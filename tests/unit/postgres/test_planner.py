@@ -186,3 +186,39 @@ def test_prefix_applies_to_every_object(desired_of: Callable[..., DesiredState])
     plan = compute_plan(desired, "main", EMPTY, secret_names=frozenset())
     subjects = {a.subject for a in plan.actions}
     assert subjects == {"acme_alpha", "acme_alpha_owner", "acme_alpha_app"}
+
+
+def test_a_database_marked_as_another_tenants_or_an_archive_is_never_taken_over(
+        desired_of: Callable[..., DesiredState]) -> None:
+    from tenantctl.errors import RefusedError
+
+    desired = desired_of(("alpha", ["db1"], False))
+    base = converged(desired)
+    db = base.databases["alpha_db1"]
+    for comment, expected in ((Marker("zulu").render(), "marked as tenant 'zulu''s, not 'alpha''s"),
+                              (Marker("zulu", archived="20261203T101010Z").render(),
+                               "archive of offboarded tenant 'zulu' (run 20261203T101010Z)"),
+                              (Marker("alpha", archived="20261203T101010Z").render(),
+                               "archive of offboarded tenant 'alpha'")):
+        observed = replace(base, databases={**base.databases, "alpha_db1": replace(db, comment=comment)})
+        with pytest.raises(RefusedError, match="will not take over") as raised:
+            compute_plan(desired, "main", observed, secret_names=secrets_of(desired))
+        assert expected in raised.value.message
+    role = base.roles["alpha_owner"]
+    observed = replace(base, roles={**base.roles, "alpha_owner": replace(role, comment=Marker("zulu").render())})
+    with pytest.raises(RefusedError, match="role alpha_owner is marked as tenant 'zulu''s"):
+        compute_plan(desired, "main", observed, secret_names=secrets_of(desired))
+    # Unmarked objects (created by hand before tenantctl) are still adopted, and converged ones plan nothing.
+    unmarked = replace(base, databases={**base.databases, "alpha_db1": replace(db, comment=None)})
+    assert compute_plan(desired, "main", unmarked, secret_names=secrets_of(desired)).actions
+    assert not compute_plan(desired, "main", base, secret_names=secrets_of(desired)).actions
+
+
+def test_archives_are_reported_as_archives_not_as_unknown_orphans(desired_of: Callable[..., DesiredState]) -> None:
+    desired = desired_of(("alpha", ["db1"], False))
+    base = converged(desired)
+    archive = ObservedDatabase("gone_db1__archived_20261203", "gone_owner", True, Privileges({}),
+                               Marker("gone", archived="20261203T101010Z").render())
+    observed = replace(base, databases={**base.databases, archive.name: archive})
+    (orphan,) = compute_plan(desired, "main", observed, secret_names=secrets_of(desired)).orphans
+    assert orphan.name == archive.name and "archive of offboarded tenant 'gone'" in orphan.reason

@@ -62,7 +62,7 @@ def test_duplicate_name_is_refused_and_nothing_written(tmp_path: Path) -> None:
 def test_invalid_block_is_refused_before_writing(tmp_path: Path) -> None:
     clients = tmp_path / "clients.tfvars"
     clients.write_text(CLIENTS)
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(InputError, match="NAME 'Bad-Name'"):  # each argument checked before any edit
         onboard_module.onboard(tmp_path, clients, block("Bad-Name"))
     assert clients.read_text() == CLIENTS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantctl.errors import InputError, TenantctlError, ValidationFailed
+from tenantctl.errors import InputError, TenantctlError
 from tenantctl.model import model_from_text
 from tenantctl.model.edit import TenantBlock
 from tenantctl.model.placement import place

@@ -263,6 +263,8 @@ def test_lifecycle(project: Project) -> None:
     done = project.ok("onboard", "echo", "--db", "db1", "--allowed-ip", "127.0.0.1/32", "--plan-only")
     assert "planned (file unchanged)" in done.stdout
     assert project.clients.read_bytes() == before, "--plan-only leaves the file unchanged"
+    assert not (project.root / "stacks" / "tenants" / "echo").exists(), "--plan-only leaves no rendered stack"
+    project.ok("render", "--check")
 
     # --- data through the proxy; a long-lived session of another tenant ---------------------------
     with project.connect("alpha", "db1") as alpha:
@@ -376,3 +378,21 @@ def test_lifecycle(project: Project) -> None:
     no_data_lost()
     assert project.leftovers() == []
     bravo.close()
+    assert_private(project.root / ".tenantctl")
+
+
+def assert_private(state_dir: Path) -> None:
+    """Nothing under .tenantctl that can hold data or secrets is readable by other local users."""
+    shared = {state_dir / "routes.json"}  # the routing map: no secrets, read by proxies
+    exposed = []
+    for path in [state_dir, *state_dir.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            if mode & 0o066:  # others may traverse (0711: the postgres user reaches its data dir), never list
+                exposed.append(f"{oct(mode)} {path}")
+        elif path not in shared and mode & 0o077:
+            exposed.append(f"{oct(mode)} {path}")
+    assert not exposed, "readable by other users:\n" + "\n".join(exposed[:40])
+    assert (state_dir / "routes.json").stat().st_mode & 0o777 == 0o644

@@ -7,6 +7,7 @@ expose ``register(app)``; they parse arguments, call the core and print its resu
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -69,6 +70,9 @@ def report_error(error: TenantctlError) -> None:
 
 
 def main() -> None:
+    # Everything tenantctl and its subprocesses (terraform, pg_dump) create is private by default: states
+    # hold passwords, dumps hold tenant data. Shared files (stacks, routing map) are made 0644 explicitly.
+    os.umask(0o077)
     try:
         app(prog_name="tenantctl")
     except TenantctlError as error:

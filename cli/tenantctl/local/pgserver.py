@@ -377,9 +377,15 @@ def up_local_clusters(model: object, state_dir: Path, *, unsafe_fast: bool = Fal
     for cluster in model.clusters:
         data_dir = cluster_data_dir(state_dir, cluster.name)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(data_dir.parent, 0o755)  # the postgres OS user must traverse it; secrets stay 0600
         password = _ensure_admin_password(state_dir, cluster.name)
-        os.chmod(data_dir.parent.parent, 0o755)
+        # The postgres OS user must traverse down to its data directory: execute only (0711), so nobody
+        # else can list what lies beside it (states, plans, archives stay 0700/0600).
+        root, directory = Path(state_dir).absolute(), data_dir.parent
+        while True:
+            os.chmod(directory, 0o711)
+            if directory == root or directory == directory.parent:
+                break
+            directory = directory.parent
         servers[cluster.name] = start_server(data_dir, name=cluster.name, admin_password=password,
                                              unsafe_fast=unsafe_fast)
     return servers

@@ -265,7 +265,7 @@ class Session:
             self._admission.release(self.tenant)
             self._holds_slot = False
         if self.proxy_key is not None:
-            self._cancel_keys.unregister(self.proxy_key[0])
+            self._cancel_keys.unregister(*self.proxy_key)
             self.proxy_key = None
         self.state = State.CLOSED
 
@@ -307,7 +307,7 @@ class Session:
 
     def _cancel(self, request: wire.CancelRequest) -> list[Action]:
         self.state = State.CLOSED
-        entry = self._cancel_keys.lookup(request.pid, request.secret)
+        entry = self._cancel_keys.lookup(request.pid, request.secret, self.client_address)
         if entry is None:
             self.cancel_dropped = True
             return [Close()]
@@ -373,7 +373,7 @@ class Session:
         assert self.target is not None
         backend_pid, backend_secret = wire.decode_backend_key_data(message[5:])
         if self.proxy_key is not None:
-            self._cancel_keys.unregister(self.proxy_key[0])
+            self._cancel_keys.unregister(*self.proxy_key)
         self.proxy_key = self._cancel_keys.register(self.target, backend_pid, backend_secret)
         return wire.encode_backend_key_data(*self.proxy_key)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenantctl.errors import TenantctlError
-from tenantctl.fsutil import atomic_write_bytes
+from tenantctl.fsutil import PUBLIC, atomic_write_bytes
 from tenantctl.model.types import Model
 from tenantctl.render.drift import existing_files, is_ignored
 from tenantctl.render.environment import load_templates, template_search_path
@@ -80,7 +80,10 @@ def render_stacks(
         root = str(out_dir)
         written = tuple(rel for rel in ordered if not _holds(os.path.join(root, rel), files[rel]))
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            for done, _ in enumerate(pool.map(lambda rel: atomic_write_bytes(out_dir / rel, files[rel]), written), 1):
+            def write(rel: str) -> None:
+                atomic_write_bytes(out_dir / rel, files[rel], mode=PUBLIC)
+
+            for done, _ in enumerate(pool.map(write, written), 1):
                 if progress is not None:
                     progress(done, len(written))
     except OSError as error:

@@ -84,6 +84,28 @@ def has_destroy(document: dict[str, Any]) -> bool:
     )
 
 
+# Section items that cut or re-point a tenant's access, or leave data no route reaches: shown loudly.
+ACCESS_ACTIONS = frozenset({"route-remove", "route-repoint"})
+KEPT_ACTIONS = frozenset({"orphan"})
+
+
+def attention(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Section items a reviewer must not miss, each with its section's name."""
+    return [
+        {"section": section["name"], **item}
+        for section in document.get("sections") or [] for item in section.get("items") or []
+        if item.get("action") in ACCESS_ACTIONS | KEPT_ACTIONS
+    ]
+
+
+def section_counts(document: dict[str, Any]) -> dict[str, int]:
+    """Planned changes per section (informational items such as kept orphans are not changes)."""
+    return {
+        section["name"]: sum(1 for item in section.get("items") or [] if item.get("action") not in KEPT_ACTIONS)
+        for section in document.get("sections") or []
+    }
+
+
 def is_empty(document: dict[str, Any]) -> bool:
     """Nothing to review: no changes, nothing deferred, refused or errored."""
     return document.get("status") == "no_changes"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenantctl.report.document import by_tenant, has_destroy, is_empty
+from tenantctl.report.document import attention, by_tenant, has_destroy, is_empty, section_counts
 
-ACTION_MARKERS = {"create": "+ create", "update": "~ update", "delete": "- DELETE", "replace": "-/+ REPLACE"}
+ACTION_MARKERS = {"create": "+ create", "update": "~ update", "delete": "- DELETE", "replace": "-/+ REPLACE",
+                  "route-remove": "- ROUTE REMOVED", "route-repoint": "~ RE-POINTED", "orphan": "! KEPT, UNROUTED"}
 
 
 def render(document: dict[str, Any]) -> str:
@@ -22,11 +23,19 @@ def render(document: dict[str, Any]) -> str:
             "Review every `DELETE` / `REPLACE` below.",
             "",
         ]
+    loud = attention(document)
+    if loud:
+        lines += ["> [!WARNING]",
+                  "> **Tenant access changes or data left unrouted:** review every line below.", ">"]
+        lines += [f"> - **{item['tenant'] or '(cluster)'}**: `{item['object']}`: {item.get('detail') or ''}"
+                  for item in loud]
+        lines.append("")
     lines.append(f"### tenantctl plan `{document['plan_id']}`: {document['status'].replace('_', ' ')}")
     lines.append("")
     lines.append(
         f"**{totals['create']}** to create, **{totals['update']}** to update, "
-        f"**{totals['delete']}** to delete, **{totals['replace']}** to replace."
+        f"**{totals['delete']}** to delete, **{totals['replace']}** to replace"
+        + "".join(f", **{count}** {name} change(s)" for name, count in section_counts(document).items()) + "."
     )
     if document["violations"]:
         lines += ["", "#### :no_entry: Refused by the guard", ""]
@@ -41,7 +50,9 @@ def render(document: dict[str, Any]) -> str:
             for row in rows:
                 action = ACTION_MARKERS.get(row["action"], row["action"])
                 source = "" if row["source"] == "terraform" else f" ({row['source']})"
-                lines.append(f"| {tenant} | {action} | `{row['address']}`{source} |")
+                detail = (f": {row['changed_attributes'][0]}"
+                          if row["source"] != "terraform" and row["changed_attributes"] else "")
+                lines.append(f"| {tenant} | {action} | `{row['address']}`{source}{detail} |".replace("\n", " "))
     notes = [s for s in document["stacks"] if s["status"] in ("deferred", "errored")]
     if notes:
         lines += [""]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from tenantctl.report.document import by_tenant, has_destroy
+from tenantctl.report.document import KEPT_ACTIONS, attention, by_tenant, has_destroy, section_counts
 
-ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "bold red", "replace": "bold magenta"}
+ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "bold red", "replace": "bold magenta",
+                 "route-remove": "bold red", "route-repoint": "bold magenta", "orphan": "bold yellow"}
 
 
 def render(document: dict[str, Any], console: Console) -> None:
@@ -24,8 +26,10 @@ def render(document: dict[str, Any], console: Console) -> None:
             for row in rows:
                 style = ACTION_STYLES.get(row["action"], "")
                 source = "" if row["source"] == "terraform" else f"  [{row['source']}]"
+                detail = ("\n  " + row["changed_attributes"][0]
+                          if row["source"] != "terraform" and row["changed_attributes"] else "")
                 table.add_row(tenant if first else "", f"[{style}]{row['action']}[/]" if style else row["action"],
-                              row["address"] + source)
+                              escape(row["address"] + source + detail))
                 first = False
         console.print(table)
     for stack in document["stacks"]:
@@ -36,6 +40,12 @@ def render(document: dict[str, Any], console: Console) -> None:
     for section in document["sections"]:
         if section["error"]:
             console.print(f"[bold red]error[/] {section['name']}: {section['error']}")
+    for item in attention(document):
+        label = ("[bold yellow]DATA KEPT, NOT ROUTED[/]" if item["action"] in KEPT_ACTIONS
+                 else "[bold red]ACCESS CHANGES[/]")
+        who = f"{item['tenant']}: " if item.get("tenant") else ""
+        console.print(f"{label} {escape(who + item['object'])} ({escape(item.get('detail') or '')})",
+                      highlight=False)
     if document["violations"]:
         console.print("[bold red]REFUSED by the guard:[/]")
         for v in document["violations"]:
@@ -45,9 +55,10 @@ def render(document: dict[str, Any], console: Console) -> None:
     unchanged = sum(1 for s in document["stacks"] if s["status"] == "unchanged")
     planned = sum(1 for s in document["stacks"] if s["status"] in ("changes", "no_changes", "refused"))
     marker = "[bold red]DESTROY[/] " if has_destroy(document) else ""
+    others = "".join(f", {count} {name} change(s)" for name, count in section_counts(document).items())
     console.print(
         f"{marker}{totals['create']} to create, {totals['update']} to update, {totals['delete']} to delete, "
-        f"{totals['replace']} to replace; {planned} stack(s) planned, {unchanged} unchanged since last apply. "
-        f"Artifacts: {document['artifacts']}",
+        f"{totals['replace']} to replace{others}; {planned} stack(s) planned, {unchanged} unchanged since last "
+        f"apply. Artifacts: {document['artifacts']}",
         highlight=False,
     )

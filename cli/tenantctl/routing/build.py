@@ -53,6 +53,17 @@ def build_routing_map(
         for name in cluster_names
         if name in endpoints
     }
+    tenants = tenant_routes(desired)
+    candidate = RoutingMap(serial=1, generated_at=rfc3339(now), clusters=clusters, tenants=tenants)
+    if previous is not None:
+        if previous.same_content(candidate):
+            return previous
+        candidate = RoutingMap(previous.serial + 1, candidate.generated_at, clusters, tenants)
+    return seal(candidate)
+
+
+def tenant_routes(desired: DesiredState) -> dict[str, TenantRoute]:
+    """Each tenant's route (keyed by its login role, sorted): what the map says apart from endpoints."""
     tenants: dict[str, TenantRoute] = {}
     for state in desired.tenants:
         tier = desired.model.tier(state.tenant.tier)
@@ -63,13 +74,7 @@ def build_routing_map(
             allowed_cidrs=tuple(state.iam.allowed_ips),
             max_connections=tier.proxy_max_connections,
         )
-    tenants = dict(sorted(tenants.items()))
-    candidate = RoutingMap(serial=1, generated_at=rfc3339(now), clusters=clusters, tenants=tenants)
-    if previous is not None:
-        if previous.same_content(candidate):
-            return previous
-        candidate = RoutingMap(previous.serial + 1, candidate.generated_at, clusters, tenants)
-    return seal(candidate)
+    return dict(sorted(tenants.items()))
 
 
 def rfc3339(moment: datetime) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tenantctl.errors import InputError
-from tenantctl.fsutil import atomic_write_bytes
+from tenantctl.fsutil import PUBLIC, atomic_write_bytes
 from tenantctl.routing.document import RoutingMap, parse_map, serialize
 
 
@@ -40,7 +40,7 @@ def write_map(path: Path, routing_map: RoutingMap) -> bool:
             return False
     except FileNotFoundError:
         pass
-    atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data, mode=PUBLIC)  # no secrets; proxies may run as another user
     return True
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenantctl.terraform.plan_json import ResourceChange
+from tenantctl.terraform.plan_json import PlanSummary, ResourceChange
 
 PROTECTED_TYPES: dict[str, str] = {
     "aws_rds_cluster": "an Aurora cluster holds every tenant database on it",
@@ -69,6 +69,31 @@ def check_changes(stack: str, changes: Iterable[ResourceChange], policy: GuardPo
             continue
         violations.append(Violation(stack, change.address, change.type, change.action, reason))
     return violations
+
+
+def check_drift(stack: str, drift: Iterable[ResourceChange], policy: GuardPolicy) -> list[Violation]:
+    """Protected resources that refresh no longer finds. Terraform then plans them as new and empty, and
+    the old ones (with every tenant's data) show only as drift: a changed ``settings.region`` or account,
+    or a cluster deleted outside Terraform."""
+    violations = []
+    for change in drift:
+        reason = PROTECTED_TYPES.get(change.type)
+        if reason is None or change.mode != "managed" or change.action != "delete":
+            continue
+        if policy.allows(stack, change.address):
+            continue
+        violations.append(Violation(
+            stack, change.address, change.type, "vanished",
+            f"{reason}; Terraform no longer finds it where this plan looks (was settings.region, the account or "
+            "the backend changed? was it deleted outside Terraform?) and would create an empty replacement "
+            "while the data stays behind. Moving clusters between regions is not supported: restore the "
+            "previous settings"))
+    return violations
+
+
+def check_plan(stack: str, summary: PlanSummary, policy: GuardPolicy) -> list[Violation]:
+    """Everything the guard refuses in one stack's plan: protected deletions and vanished resources."""
+    return check_changes(stack, summary.changes, policy) + check_drift(stack, summary.drift, policy)
 
 
 def check_orphans(orphaned_stacks: Iterable[str], policy: GuardPolicy) -> list[Violation]:

@@ -47,6 +47,7 @@ from tenantctl.errors import RefusedError, TenantctlError
 from tenantctl.failpoint import failpoint
 from tenantctl.fsutil import atomic_write_text
 from tenantctl.model.types import Backend, Model
+from tenantctl.render.snapshot import restore_stacks, snapshot_stacks
 from tenantctl.terraform import guard
 from tenantctl.terraform.manifest import AppliedManifest, PlanManifest, PlannedStack
 from tenantctl.terraform.plan_json import PlanSummary, ResourceChange, read_plan, redact_plan
@@ -120,6 +121,9 @@ class NullProgress:
 
     def terraform_event(self, stack: str, event: TerraformEvent) -> None:
         pass
+
+
+INFORMATIONAL_ACTIONS = frozenset({"orphan"})  # shown to the reviewer, changes nothing
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ def plan(
 ) -> PlanResult:
     options = options or PipelineOptions()
     progress = progress or NullProgress()
+    stacks_before = snapshot_stacks(workspace.stacks_dir)
     (render or _default_render)(model, workspace.stacks_dir)
     applied = AppliedManifest(workspace.applied_manifest)
     plan_id = _new_plan_id()
@@ -346,9 +351,14 @@ def plan(
                                        violations=(violation,), reason=violation.reason))
             manifest.stacks.append(PlannedStack(violation.stack, StackStatus.ORPHANED, "", None))
 
-        planned_sections = [_run_section(planner, model, plan_dir) for planner in sections]
+        # A refused Terraform plan goes no further: other engines may start or touch things (a local
+        # server for a renamed cluster), and a refused plan must change nothing.
+        refused = any(r.violations for r in results)
+        planned_sections = [] if refused else [_run_section(planner, model, plan_dir) for planner in sections]
 
     manifest.status = _plan_status(results, planned_sections)
+    if manifest.status == PlanStatus.REFUSED:
+        restore_stacks(workspace.stacks_dir, stacks_before)  # a refused plan leaves stacks/ as it found it
     result = PlanResult(plan_id, plan_dir, manifest.status, results, planned_sections, manifest)
     manifest.save(plan_dir)
     _write_summaries(result)
@@ -383,7 +393,7 @@ def _plan_status(results: Sequence[StackResult], sections: Sequence[Section]) ->
     if any(r.status == StackStatus.ERRORED for r in results) or any(s.error for s in sections):
         return PlanStatus.ERRORED
     if any(r.status in (StackStatus.CHANGES, StackStatus.DEFERRED) for r in results) or any(
-        s.items for s in sections
+        item.action not in INFORMATIONAL_ACTIONS for s in sections for item in s.items
     ):
         return PlanStatus.CHANGES
     return PlanStatus.NO_CHANGES
@@ -392,6 +402,9 @@ def _plan_status(results: Sequence[StackResult], sections: Sequence[Section]) ->
 def _run_section(planner: SectionPlanner, model: Model, plan_dir: Path) -> Section:
     try:
         return planner.plan(model, plan_dir)
+    except RefusedError as error:
+        return Section(name=planner.name, violations=(
+            guard.Violation(planner.name, "", planner.name, "refuse", error.message),))
     except TenantctlError as error:
         return Section(name=planner.name, error=error.message)
 
@@ -469,7 +482,7 @@ class _StackRunner:
             planned.plan_file = plan_file.name
             planned.plan_json = f"{slug(stack)}.plan.json"
             planned.has_changes = outcome.has_changes
-            violations = tuple(guard.check_changes(stack, summary.changes, self.options.policy))
+            violations = tuple(guard.check_plan(stack, summary, self.options.policy))
             status = (StackStatus.REFUSED if violations
                       else StackStatus.CHANGES if outcome.has_changes else StackStatus.NO_CHANGES)
             planned.status = status
@@ -588,7 +601,7 @@ def reguard(
                                  env=environment.env())
         summary = read_plan(runner.show_json(plan_dir / planned.plan_file))
         summaries[planned.stack] = summary
-        violations += guard.check_changes(planned.stack, summary.changes, policy)
+        violations += guard.check_plan(planned.stack, summary, policy)
     if violations:
         raise RefusedError("the guard refuses this plan:\n" + "\n".join(f"  {v}" for v in violations))
     return summaries

@@ -48,6 +48,7 @@ class PlanSummary:
     changes: tuple[ResourceChange, ...]  # only create/update/delete/replace, sorted by address
     output_changes: dict[str, str]  # output name -> action
     errored: bool
+    drift: tuple[ResourceChange, ...] = ()  # what refresh found changed outside Terraform (resource_drift)
 
     @property
     def has_changes(self) -> bool:
@@ -68,8 +69,22 @@ def normalise_actions(actions: list[str] | tuple[str, ...]) -> str:
 
 
 def read_plan(document: dict[str, Any]) -> PlanSummary:
+    outputs = {
+        name: normalise_actions(tuple((value or {}).get("actions") or (NO_OP,)))
+        for name, value in (document.get("output_changes") or {}).items()
+    }
+    return PlanSummary(
+        terraform_version=str(document.get("terraform_version", "")),
+        changes=_read_changes(document.get("resource_changes")),
+        output_changes=outputs,
+        errored=bool(document.get("errored", False)),
+        drift=_read_changes(document.get("resource_drift")),
+    )
+
+
+def _read_changes(entries: list[dict[str, Any]] | None) -> tuple[ResourceChange, ...]:
     changes: list[ResourceChange] = []
-    for entry in document.get("resource_changes") or []:
+    for entry in entries or []:
         change = entry.get("change") or {}
         action = normalise_actions(tuple(change.get("actions") or (NO_OP,)))
         if action not in CHANGE_ACTIONS:
@@ -83,16 +98,7 @@ def read_plan(document: dict[str, Any]) -> PlanSummary:
             action=action,
             changed_attributes=_changed_attributes(change) if action in (UPDATE, REPLACE) else (),
         ))
-    outputs = {
-        name: normalise_actions(tuple((value or {}).get("actions") or (NO_OP,)))
-        for name, value in (document.get("output_changes") or {}).items()
-    }
-    return PlanSummary(
-        terraform_version=str(document.get("terraform_version", "")),
-        changes=tuple(sorted(changes, key=lambda c: c.address)),
-        output_changes=outputs,
-        errored=bool(document.get("errored", False)),
-    )
+    return tuple(sorted(changes, key=lambda c: c.address))
 
 
 def planned_output(document: dict[str, Any], name: str) -> tuple[Any, Any]:

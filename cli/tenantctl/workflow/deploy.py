@@ -28,6 +28,7 @@ from tenantctl.terraform import guard, pipeline
 from tenantctl.terraform.manifest import AppliedManifest
 from tenantctl.terraform.workspace import Workspace
 from tenantctl.workflow.clusters import cluster_resolver
+from tenantctl.workflow.route_plan import RoutingSection, refuse_unsupported_moves
 
 STATE_DIR = Path(".tenantctl")
 ROUTES_FILE = STATE_DIR / "routes.json"
@@ -83,12 +84,26 @@ class PostgresSection:
         secrets = _secret_store(model, self.state_dir)
         plans = [plan_cluster(desired, c.name, resolver.resolve(c.name), secrets=secrets) for c in model.clusters]
         save_plans(plans, plan_dir / POSTGRES_PLAN)
-        items = tuple(
+        items = [
             pipeline.SectionItem(tenant=action.tenant or None, action=action.kind, object=action.description,
                                  detail=action.subject)
             for plan in plans for action in plan.actions
-        )
-        return pipeline.Section(self.name, items=items)
+        ]
+        placed = {t.name: t.cluster for t in model.tenants}
+        violations = []
+        for plan in plans:
+            for orphan in plan.orphans:
+                if orphan.kind == "database" and placed.get(orphan.tenant or "", plan.cluster) != plan.cluster:
+                    violations.append(guard.Violation(
+                        self.name, orphan.name, "database", "strand",
+                        f"database {orphan.name} of tenant {orphan.tenant!r} holds its data on cluster "
+                        f"{plan.cluster!r}, but the clients file places the tenant on "
+                        f"{placed[orphan.tenant or '']!r}: the apply would create it empty there. Moving a "
+                        f'tenant is not supported yet; set `cluster = "{plan.cluster}"` in its block'))
+                items.append(pipeline.SectionItem(
+                    tenant=orphan.tenant, action="orphan", object=f"{orphan.kind} {orphan.name} kept",
+                    detail=orphan.reason))
+        return pipeline.Section(self.name, items=tuple(items), violations=tuple(violations))
 
 
 def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.GuardPolicy | None = None,
@@ -97,12 +112,14 @@ def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.Gu
     from tenantctl.terraform.environment import terraform_environment
 
     workspace = Workspace.at(root, stacks)
+    refuse_unsupported_moves(root / ROUTES_FILE, model)  # before anything is rendered or started
     environment = terraform_environment(model, workspace)
     options = pipeline.PipelineOptions(all_stacks=all_stacks, lock_timeout=lock_timeout,
                                        policy=policy or guard.GuardPolicy(),
                                        parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
     return pipeline.plan(model, workspace, environment, options=options, progress=progress,
-                         sections=[PostgresSection(workspace.state_dir)], render=render)
+                         sections=[PostgresSection(workspace.state_dir), RoutingSection(root, root / ROUTES_FILE)],
+                         render=render)
 
 
 def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: Confirm | None = None,
@@ -113,6 +130,7 @@ def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: 
     from tenantctl.terraform.environment import terraform_environment
 
     workspace = Workspace.at(root, stacks)
+    refuse_unsupported_moves(root / ROUTES_FILE, model)  # the file may have changed since the plan
     environment = terraform_environment(model, workspace)
     options = pipeline.PipelineOptions(policy=policy or guard.GuardPolicy(), lock_timeout=lock_timeout,
                                        parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)

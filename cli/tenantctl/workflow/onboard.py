@@ -27,6 +27,7 @@ from tenantctl.model.types import Model, Tenant
 from tenantctl.model.validate import CLUSTER_NAME, IDENTIFIER, splits_archive_names
 from tenantctl.terraform import pipeline
 from tenantctl.workflow import deploy
+from tenantctl.workflow.route_plan import RoutingSection, refuse_unsupported_moves
 
 Confirm = Callable[[pipeline.PlanResult], bool]
 
@@ -238,12 +239,14 @@ def _plan(root: Path, model: Model, timings: Timings, progress: Any) -> pipeline
             return render_stacks(model_, out_dir)
 
     workspace = Workspace.at(root)
+    refuse_unsupported_moves(root / deploy.ROUTES_FILE, model)
     started = time.monotonic()
     before = dict(timings.steps)
     environment = terraform_environment(model, workspace)
     options = pipeline.PipelineOptions(policy=guard.GuardPolicy(), parallelism=pipeline.DEFAULT_PARALLELISM)
     planned = pipeline.plan(model, workspace, environment, options=options, progress=progress,
-                            sections=[_TimedSection(deploy.PostgresSection(workspace.state_dir), timings)],
+                            sections=[_TimedSection(deploy.PostgresSection(workspace.state_dir), timings),
+                                      RoutingSection(root, root / deploy.ROUTES_FILE)],
                             render=timed_render)
     inner = sum(timings.steps.get(k, 0.0) - before.get(k, 0.0) for k in ("render", "postgres plan"))
     timings.steps["terraform plan"] = timings.steps.get("terraform plan", 0.0) + time.monotonic() - started - inner

@@ -80,8 +80,11 @@ def test_happy_path_rewrites_database_and_relays_after_ready_for_query() -> None
     assert len(harness.cancel_keys) == 0
 
 
-def test_client_gets_the_proxys_key_and_a_cancel_reaches_the_right_backend_despite_pid_collision() -> None:
+def test_client_gets_the_real_pid_and_a_cancel_reaches_the_right_backend_despite_pid_collision() -> None:
     harness = Harness()
+    # The first secret drawn for the second session clashes with the first session's: another is drawn.
+    draws = iter([b"sec1", b"sec1", b"sec2"])
+    harness.cancel_keys = CancelKeys(random=lambda n: next(draws))
     first, second = harness.session(), harness.session()
     keys = []
     for session, user in ((first, "alice"), (second, "bob")):
@@ -96,7 +99,7 @@ def test_client_gets_the_proxys_key_and_a_cancel_reaches_the_right_backend_despi
         data = sent_to_client(actions)
         key_at = data.index(b"K")
         keys.append(wire.decode_backend_key_data(data[key_at + 5:key_at + 13]))
-    assert keys[0][0] != 777 and keys[1][0] != 777 and keys[0][0] != keys[1][0]
+    assert keys == [(777, b"sec1"), (777, b"sec2")]  # the backend's real pid, the proxy's own secrets
     for (pid, secret), cluster in zip(keys, ("c1", "c2"), strict=True):
         canceller = harness.session()
         actions = canceller.client_data(wire.encode_cancel_request(pid, secret))
@@ -238,6 +241,9 @@ def test_the_backend_never_sees_a_user_other_than_the_admitted_tenant(
     if not any(isinstance(a, s.ConnectBackend) for a in actions):
         return
     (send,) = session.backend_connected()
+    if send == s.SendToBackend(wire.encode_ssl_request()):  # a cluster on TLS: the startup follows the handshake
+        assert session.backend_data(wire.SSL_ACCEPT)
+        (send,) = session.backend_tls_established()
     assert isinstance(send, s.SendToBackend)
     forwarded = wire.decode_startup_packet(send.data)
     assert isinstance(forwarded, wire.StartupMessage)

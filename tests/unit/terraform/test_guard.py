@@ -47,3 +47,28 @@ def test_orphaned_stacks_are_refused_unless_allowed() -> None:
     violations = check_orphans(["tenants/gone", "tenants/leaving"], GuardPolicy(allow=frozenset({"tenants/leaving"})))
     assert [(v.stack, v.action) for v in violations] == [("tenants/gone", "delete")]
     assert "offboard" in violations[0].reason
+
+
+def _plan_document(drift_actions: list[str], change_actions: list[str]) -> dict[str, object]:
+    address = 'aws_rds_cluster.this["shared-01"]'
+    entry = {"address": address, "type": "aws_rds_cluster", "name": "this", "mode": "managed"}
+    return {
+        "terraform_version": "1.0.3",
+        "resource_drift": [{**entry, "change": {"actions": drift_actions, "before": {}, "after": None}}],
+        "resource_changes": [{**entry, "change": {"actions": change_actions, "before": None, "after": {}}}],
+    }
+
+
+def test_a_cluster_that_vanished_from_where_the_plan_looks_is_refused() -> None:
+    # What a changed settings.region plans: the old cluster only in resource_drift, a new empty one created.
+    from tenantctl.terraform.guard import check_plan
+    from tenantctl.terraform.plan_json import read_plan
+
+    summary = read_plan(_plan_document(["delete"], ["create"]))
+    assert check_changes("cluster", summary.changes, GuardPolicy()) == []  # what the guard read before
+    (violation,) = check_plan("cluster", summary, GuardPolicy())
+    assert violation.action == "vanished" and "settings.region" in violation.reason
+    assert "would create an empty replacement" in violation.reason
+    assert check_plan("cluster", read_plan(_plan_document(["update"], ["update"])), GuardPolicy()) == []
+    allowed = GuardPolicy(allow=frozenset({'cluster:aws_rds_cluster.this["shared-01"]'}))
+    assert check_plan("cluster", summary, allowed) == []

@@ -385,6 +385,10 @@ def assert_private(state_dir: Path) -> None:
     """Nothing under .tenantctl that can hold data or secrets is readable by other local users."""
     shared = {state_dir / "routes.json"}  # the routing map: no secrets, read by proxies
     exposed = []
+
+    def reachable(path: Path) -> bool:  # every directory above it lets others through
+        return all(parent.stat().st_mode & 0o001 for parent in path.parents if parent.is_relative_to(state_dir))
+
     for path in [state_dir, *state_dir.rglob("*")]:
         if path.is_symlink():
             continue
@@ -392,7 +396,7 @@ def assert_private(state_dir: Path) -> None:
         if path.is_dir():
             if mode & 0o066:  # others may traverse (0711: the postgres user reaches its data dir), never list
                 exposed.append(f"{oct(mode)} {path}")
-        elif path not in shared and mode & 0o077:
+        elif path not in shared and mode & 0o077 and reachable(path):
             exposed.append(f"{oct(mode)} {path}")
     assert not exposed, "readable by other users:\n" + "\n".join(exposed[:40])
     assert (state_dir / "routes.json").stat().st_mode & 0o777 == 0o644

@@ -109,7 +109,7 @@ def _print_plan(plan: Any) -> None:
               f"{len(plan.orphans)} orphan{'s' if len(plan.orphans) != 1 else ''} "
               f"({plan.catalog_queries} catalog queries, fingerprint {plan.fingerprint[:12]})")
     for tenant, actions in plan.by_tenant().items():
-        out.print(f"  [bold]{tenant}[/]", highlight=False)
+        out.print(f"  [bold]{tenant or '(cluster)'}[/]", highlight=False)
         for action in actions:
             out.print(f"    + {action.description}", markup=False)
     for orphan in plan.orphans:

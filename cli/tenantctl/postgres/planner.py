@@ -75,11 +75,28 @@ def compute_plan(desired: DesiredState, cluster: str, observed: ObservedCluster,
         for db in tenant.databases:
             actions += _database_actions(tenant, db.name, db.owner, observed.databases.get(db.name),
                                          observed.schemas.get(db.name))
+    actions += _maintenance_database_actions(observed)
     return PgPlan(
         cluster=cluster, actions=ordered(actions), orphans=find_orphans(desired, cluster, observed),
         fingerprint=fingerprint(desired, cluster, observed, secret_names), deep=deep,
         inspected_databases=tuple(sorted(observed.schemas)), catalog_queries=observed.catalog_queries,
     )
+
+
+MAINTENANCE_DATABASE = "postgres"
+
+
+def _maintenance_database_actions(observed: ObservedCluster) -> list[Action]:
+    """PUBLIC may CONNECT to ``postgres`` by default: a tenant could open it and list every tenant's roles and
+    databases in the shared catalogs. The engine owns the cluster, so it takes that right away (the admin
+    keeps it as the owner or a superuser)."""
+    database = observed.databases.get(MAINTENANCE_DATABASE)
+    public = database.privileges.by_grantee.get("public", ()) if database else ()
+    if database is None or not public:
+        return []
+    return [Action("set_database_privileges", Phase.DATABASE_PRIVILEGES, "", MAINTENANCE_DATABASE,
+                   f"database {MAINTENANCE_DATABASE}: PUBLIC gets nothing (had {', '.join(public)}); tenants "
+                   "must not open the maintenance database", {"grantee": "public", "privileges": []})]
 
 
 def ownership_conflicts(tenants: Sequence[TenantState], observed: ObservedCluster) -> list[str]:

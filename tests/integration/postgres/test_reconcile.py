@@ -46,7 +46,8 @@ def test_from_empty_creates_everything_and_then_plans_nothing(
     plan = plan_cluster(desired, "main", connection, secrets=secret_store)
     assert kinds(plan) == {"create_role", "set_role_setting", "grant_membership", "set_password",
                            "create_database", "set_database_privileges", "open_database", "reconcile_schemas"}
-    assert set(plan.by_tenant()) == {"alpha", "beta"}
+    assert set(plan.by_tenant()) == {"alpha", "beta", ""}  # "": the cluster-wide revoke on database postgres
+    assert [a.subject for a in plan.by_tenant()[""]] == ["postgres"]
     phases = [a.phase for a in plan.actions]
     assert phases == sorted(phases)
     apply_cluster(plan, desired, connection, secrets=secret_store)
@@ -62,6 +63,9 @@ def test_from_empty_creates_everything_and_then_plans_nothing(
                          dbname=f"{alpha}_db1") as conn:
         assert conn.execute("SHOW statement_timeout").fetchone() == ("2min",)
         conn.execute("CREATE TABLE t (id int)")  # login role has CREATE on schema public
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "postgres"'):
+        psycopg.connect(host=connection.host, port=connection.port, user=alpha, password=password,
+                        dbname="postgres")  # the maintenance database lists every tenant: closed to tenants
     with admin(connection) as conn:
         row = conn.execute("SELECT rolconnlimit, rolcanlogin FROM pg_roles WHERE rolname = %s", (alpha,)).fetchone()
         assert row == (50, True)

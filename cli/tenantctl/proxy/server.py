@@ -25,6 +25,7 @@ from tenantctl.proxy.admission import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_P
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
 from tenantctl.proxy.logsafe import printable
 from tenantctl.proxy.metrics import Metrics
+from tenantctl.proxy.mock_auth import MockAuth
 from tenantctl.proxy.native import RELAY_NICE_DEFAULT, NativeRelay, RelayMode, native_available
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.tls import BackendContexts
@@ -194,6 +195,7 @@ class ClientHandshake(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._admitted = False
+        self._connect_started: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- asyncio callbacks ----------------------------------------------------------------------
@@ -206,7 +208,7 @@ class ClientHandshake(asyncio.Protocol):
         proxy = self.proxy
         self.session = s.Session(
             client_address=address, routes=proxy.routes.get, admission=proxy.admission,
-            cancel_keys=proxy.cancel_keys, policy=proxy.policy,
+            cancel_keys=proxy.cancel_keys, policy=proxy.policy, mock_auth=proxy.mock_auth,
         )
         proxy.metrics.client_connections_total += 1
         proxy.handshakes.add(self)
@@ -229,12 +231,20 @@ class ClientHandshake(asyncio.Protocol):
             if self._closed:
                 return
             if isinstance(action, s.SendToClient):
-                if self.transport is not None:
+                if self._connect_started is not None:  # a backend's first answer: how long a real one takes
+                    self.proxy.mock_auth.observe_latency(self.loop.time() - self._connect_started)
+                    self._connect_started = None
+                if action.delay > 0:
+                    self.loop.call_later(action.delay, self._write_later, action.data)
+                elif self.transport is not None:
                     self.transport.write(action.data)
+            elif isinstance(action, s.Rejected):
+                self._rejected(action.reason)
             elif isinstance(action, s.SendToBackend):
                 if self.backend is not None and self.backend.transport is not None:
                     self.backend.transport.write(action.data)
             elif isinstance(action, s.ConnectBackend):
+                self._connect_started = self.loop.time()
                 self._admitted_now()
                 self._spawn(self._connect(action.target))
             elif isinstance(action, s.StartClientTls):
@@ -249,10 +259,16 @@ class ClientHandshake(asyncio.Protocol):
                 if self.session.cancel_dropped:
                     self.proxy.cancel_dropped()
                 if action.rejection is not None:
-                    self.proxy.metrics.rejected(action.rejection.value, self.session.rejected_tenant)
-                    log.info("refused %s from %s: %s", printable(self.session.user), self.session.client_address,
-                             action.rejection.value)
+                    self._rejected(action.rejection)
                 self._close()
+
+    def _rejected(self, reason: s.Reason) -> None:
+        self.proxy.metrics.rejected(reason.value, self.session.rejected_tenant)
+        log.info("refused %s from %s: %s", printable(self.session.user), self.session.client_address, reason.value)
+
+    def _write_later(self, data: bytes) -> None:
+        if not self._closed and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def _spawn(self, coroutine: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coroutine)  # type: ignore[arg-type]
@@ -375,6 +391,7 @@ class ProxyServer:
         self.admission = Admission(max_pending=options.max_pending_handshakes,
                                    max_pending_per_address=options.max_pending_per_address)
         self.cancel_keys = CancelKeys()
+        self.mock_auth = MockAuth()
         self.backend_tls = BackendContexts()
         self.policy = s.SessionPolicy(
             tls_available=options.server_tls is not None, require_tls=options.require_tls,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from tenantctl.proxy import wire
 from tenantctl.proxy.admission import Admission
 from tenantctl.proxy.cancel import BackendTarget, CancelKeys
+from tenantctl.proxy.mock_auth import SCRAM, MockAuth, parse_sasl_initial
 from tenantctl.routing.document import RoutingMap
 
 
@@ -45,6 +46,14 @@ class Reason(enum.StrEnum):
 @dataclass(frozen=True)
 class SendToClient:
     data: bytes
+    delay: float = 0.0  # seconds to wait before sending (the mock exchange paces itself like a backend)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The connection is refused (counted and logged now); the mock exchange that hides it goes on."""
+
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ class Close:
 
 
 Action = (SendToClient | SendToBackend | StartClientTls | ConnectBackend | StartBackendTls | ForwardCancel
-          | Relay | Close)
+          | Relay | Close | Rejected)
 
 
 class State(enum.Enum):
@@ -95,6 +104,7 @@ class State(enum.Enum):
     CONNECTING = "connecting"
     BACKEND_TLS = "backend_tls"
     AUTHENTICATING = "authenticating"
+    MOCK_AUTH = "mock_auth"  # refused, but running a SCRAM exchange that ends like a wrong password
     RELAY = "relay"
     CLOSED = "closed"
 
@@ -146,6 +156,7 @@ class Session:
         admission: Admission,
         cancel_keys: CancelKeys,
         policy: SessionPolicy = SessionPolicy(),
+        mock_auth: MockAuth | None = None,
     ) -> None:
         self.client_address = client_address
         self._routes = routes
@@ -168,6 +179,9 @@ class Session:
         self._pending_to_backend = bytearray()
         self._startup: bytes = b""
         self._backend_messages = wire.MessageSplitter()
+        self._mock_auth = mock_auth
+        self._mock_step = 0
+        self._client_messages = wire.MessageSplitter(max_length=policy.max_startup_packet)
 
     # --- events from the client ---------------------------------------------------------------
 
@@ -183,6 +197,8 @@ class Session:
             return []
         if self.state is State.AUTHENTICATING:
             return [SendToBackend(bytes(data))]
+        if self.state is State.MOCK_AUTH:
+            return self._mock_client_data(data)
         return []
 
     def client_tls_established(self) -> list[Action]:
@@ -193,6 +209,9 @@ class Session:
         """The startup timeout expired; no-op once relaying."""
         if self.state in (State.RELAY, State.CLOSED):
             return []
+        if self.state is State.MOCK_AUTH:  # already counted as refused
+            self.state = State.CLOSED
+            return [SendToClient(wire.encode_error("08P01", "canceling authentication due to timeout")), Close()]
         return self._refuse(Reason.STARTUP_TIMEOUT, wire.encode_error(
             "08P01", "canceling authentication due to timeout"))
 
@@ -232,6 +251,8 @@ class Session:
                 "08P01", "invalid response from the database cluster"))
         out = bytearray()
         for kind, message in messages:
+            if self._mock_auth is not None:
+                self._mock_auth.observe_backend_message(kind, message)
             if kind == b"K":
                 out += self._swap_backend_key(message)
                 continue
@@ -326,14 +347,14 @@ class Session:
         routing_map = self._routes()
         route = routing_map.tenants.get(user)
         if route is None:
-            return self._refuse(Reason.UNKNOWN_TENANT, refusal)
+            return self._mock(Reason.UNKNOWN_TENANT, refusal)
         # Metric labels name a tenant only for clients inside its allowed ranges: anyone else could
         # otherwise mint a series per tenant name they guess.
         if not address_allowed(self.client_address, route.allowed_cidrs):
-            return self._refuse(Reason.ADDRESS_NOT_ALLOWED, refusal)
+            return self._mock(Reason.ADDRESS_NOT_ALLOWED, refusal)
         physical = route.databases.get(database)
         if physical is None:
-            return self._refuse(Reason.UNKNOWN_DATABASE, refusal, tenant=route.tenant)
+            return self._mock(Reason.UNKNOWN_DATABASE, refusal, tenant=route.tenant)
         cluster = routing_map.clusters.get(route.cluster)
         if cluster is None:  # cannot happen with a validated map
             return self._refuse(Reason.UNKNOWN_TENANT, refusal)
@@ -376,6 +397,44 @@ class Session:
             self._cancel_keys.unregister(*self.proxy_key)
         self.proxy_key = self._cancel_keys.register(self.target, backend_pid, backend_secret)
         return wire.encode_backend_key_data(*self.proxy_key)
+
+    def _mock(self, reason: Reason, refusal: bytes, *, tenant: str | None = None) -> list[Action]:
+        """Refuse, but the way a backend refuses a wrong password (no tenant or database enumeration)."""
+        if self._mock_auth is None:
+            return self._refuse(reason, refusal, tenant=tenant)
+        self.rejection = reason
+        self.rejected_tenant = tenant
+        self.state = State.MOCK_AUTH
+        leftover = bytes(self._buffer)
+        self._buffer.clear()
+        actions: list[Action] = [Rejected(reason),
+                                 SendToClient(self._mock_auth.sasl_request(), delay=self._mock_auth.latency)]
+        return actions + (self._mock_client_data(leftover) if leftover else [])
+
+    def _mock_client_data(self, data: bytes) -> list[Action]:
+        assert self._mock_auth is not None
+        try:
+            messages = self._client_messages.feed(data)
+        except wire.ProtocolViolation as violation:
+            self.state = State.CLOSED
+            return [SendToClient(wire.encode_error("08P01", str(violation))), Close()]
+        for kind, message in messages:
+            if kind != b"p":  # a Terminate, or anything a backend would not take here
+                self.state = State.CLOSED
+                return [Close()]
+            user = self.user or ""
+            if self._mock_step == 0:
+                initial = parse_sasl_initial(message[5:])
+                challenge = (self._mock_auth.server_first(user, initial[1])
+                             if initial is not None and initial[0] == SCRAM else None)
+                if challenge is None:
+                    self.state = State.CLOSED
+                    return [SendToClient(wire.encode_error("08P01", "malformed SCRAM message")), Close()]
+                self._mock_step = 1
+                return [SendToClient(challenge)]
+            self.state = State.CLOSED
+            return [SendToClient(self._mock_auth.failure(user)), Close()]
+        return []
 
     def _refuse(self, reason: Reason, error: bytes, *, tenant: str | None = None) -> list[Action]:
         self.rejection = reason

@@ -7,6 +7,7 @@ subprocess (``python -m tenantctl.cli.main proxy``) on free ports and stops it a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -192,6 +193,45 @@ def raw_exchange(port: int, payload: bytes, *, timeout: float = 10.0) -> bytes:
                     break
                 chunks.append(chunk)
     return b"".join(chunks)
+
+
+def scram_exchange(port: int, user: str, database: str) -> tuple[list[bytes], dict[str, str], bytes]:
+    """A SCRAM login with a wrong proof, by hand: (message types received, final error fields, salt)."""
+    def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
+        header = b""
+        while len(header) < 5:
+            chunk = sock.recv(5 - len(header))
+            assert chunk, "closed"
+            header += chunk
+        (length,) = struct.unpack("!i", header[1:5])
+        body = b""
+        while len(body) < length - 4:
+            chunk = sock.recv(length - 4 - len(body))
+            assert chunk, "closed"
+            body += chunk
+        return header[:1], body
+
+    kinds: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(wire.encode_startup_message(
+            wire.StartupMessage(wire.PROTOCOL_3_0, (("user", user), ("database", database)))))
+        kind, body = read_message(sock)
+        kinds.append(kind)
+        if kind == b"E":
+            return kinds, wire.decode_error_fields(body), b""
+        assert body[4:] == b"SCRAM-SHA-256\x00\x00", body
+        client_first = b"n,,n=,r=abcdefghijklmnopqrstuvwx"
+        initial = b"SCRAM-SHA-256\x00" + struct.pack("!i", len(client_first)) + client_first
+        sock.sendall(b"p" + struct.pack("!i", 4 + len(initial)) + initial)
+        kind, body = read_message(sock)
+        kinds.append(kind)
+        server_first = dict(part.split(b"=", 1) for part in body[4:].split(b","))
+        assert server_first[b"r"].startswith(b"abcdefghijklmnopqrstuvwx") and server_first[b"i"] == b"4096"
+        final = b"c=biws,r=" + server_first[b"r"] + b",p=" + base64.b64encode(b"\x00" * 32)
+        sock.sendall(b"p" + struct.pack("!i", 4 + len(final)) + final)
+        kind, body = read_message(sock)
+        kinds.append(kind)
+        return kinds, wire.decode_error_fields(body), server_first[b"s"]
 
 
 def raw_startup_error(port: int, user: str, database: str) -> dict[str, str]:

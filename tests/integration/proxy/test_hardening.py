@@ -25,6 +25,13 @@ def startup(*params: tuple[str, str]) -> bytes:
     return wire.encode_startup_message(wire.StartupMessage(wire.PROTOCOL_3_0, params))
 
 
+def refused_and_gone(port: int, packet: bytes) -> bytes:
+    """Send a startup packet, take the first answer (an error, or the mock SCRAM offer), and hang up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(packet)
+        return sock.recv(65536)
+
+
 def error_fields(answer: bytes) -> dict[str, str]:
     assert answer[:1] == b"E", answer[:100]
     (length,) = struct.unpack("!i", answer[1:5])
@@ -98,12 +105,13 @@ def test_pending_handshakes_are_capped_per_address(clusters: Clusters, start_pro
 
 def test_refusals_from_strangers_do_not_grow_the_metrics(clusters: Clusters, proxy: ProxyProcess) -> None:
     for _ in range(3):  # warm every series a refusal can create
-        raw_exchange(proxy.port, startup(("user", "faraway"), ("database", "app")))
-        raw_exchange(proxy.port, startup(("user", secrets.token_hex(8)), ("database", "app")))
+        refused_and_gone(proxy.port, startup(("user", "faraway"), ("database", "app")))
+        refused_and_gone(proxy.port, startup(("user", secrets.token_hex(8)), ("database", "app")))
     size = len(proxy.metrics().splitlines())
     for _ in range(200):
-        raw_exchange(proxy.port, startup(("user", secrets.token_hex(8)), ("database", secrets.token_hex(4))))
-        raw_exchange(proxy.port, startup(("user", "faraway"), ("database", secrets.token_hex(4))))
+        refused_and_gone(proxy.port, startup(("user", secrets.token_hex(8)), ("database", secrets.token_hex(4))))
+        refused_and_gone(proxy.port, startup(("user", "faraway"), ("database", secrets.token_hex(4))))
+    proxy.wait_metric('tenantctl_proxy_rejections_total{reason="unknown_tenant",tenant=""}', lambda v: v == 203)
     text = proxy.metrics()
     assert len(text.splitlines()) == size
     assert 'tenant="faraway"' not in text
@@ -111,7 +119,7 @@ def test_refusals_from_strangers_do_not_grow_the_metrics(clusters: Clusters, pro
 
 def test_a_newline_in_the_user_name_cannot_forge_a_log_line(clusters: Clusters, proxy: ProxyProcess) -> None:
     forged = "mallory\n2026-12-03 00:00:00,000 INFO tenantctl.proxy: FORGED admitted admin"
-    raw_exchange(proxy.port, startup(("user", forged), ("database", "app")))
+    refused_and_gone(proxy.port, startup(("user", forged), ("database", "app")))
     deadline = time.monotonic() + 10
     while "refused mallory" not in proxy.log() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import threading
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from proxy_it_support import Clusters, ProxyProcess, StartProxy, raw_exchange, raw_startup_error  # type: ignore[import-not-found]
+from proxy_it_support import (  # type: ignore[import-not-found]
+    Clusters,
+    ProxyProcess,
+    StartProxy,
+    raw_exchange,
+    raw_startup_error,
+    scram_exchange,
+)
 
 from tenantctl.proxy import wire
 from tenantctl.routing.document import ClusterRoute
@@ -95,20 +103,29 @@ def test_pgbench_through_the_proxy(clusters: Clusters, proxy: ProxyProcess) -> N
     assert row is not None and int(str(row[0])) > 0
 
 
-def test_refusals_are_28000_ambiguous_and_counted(clusters: Clusters, proxy: ProxyProcess) -> None:
-    unknown_tenant = raw_startup_error(proxy.port, "mallory", "app")
-    unknown_database = raw_startup_error(proxy.port, "alice", "postgres")
-    physical_name = raw_startup_error(proxy.port, "alice", "alice_app")
-    not_allowed = raw_startup_error(proxy.port, "faraway", "app")
-    for fields in (unknown_tenant, unknown_database, physical_name, not_allowed):
-        assert fields["C"] == "28000"
-        assert fields["M"].startswith('no pg_hba.conf entry for host "127.0.0.1", user "')
-    assert unknown_tenant["M"] == (
-        'no pg_hba.conf entry for host "127.0.0.1", user "mallory", database "app", no encryption')
-    assert proxy.metric('tenantctl_proxy_rejections_total{reason="unknown_tenant",tenant=""}') == 1
-    assert proxy.metric('tenantctl_proxy_rejections_total{reason="unknown_database",tenant="alice"}') == 2
+def test_refusals_look_like_a_wrong_password_and_are_counted(clusters: Clusters, proxy: ProxyProcess) -> None:
+    wrong_password = scram_exchange(proxy.port, "alice", "app")  # a real tenant, through to its backend
+    unknown_tenant = scram_exchange(proxy.port, "mallory", "app")
+    unknown_database = scram_exchange(proxy.port, "alice", "postgres")
+    physical_name = scram_exchange(proxy.port, "alice", "alice_app")
+    not_allowed = scram_exchange(proxy.port, "faraway", "app")
+    for (kinds, fields, salt), user in ((wrong_password, "alice"), (unknown_tenant, "mallory"),
+                                        (unknown_database, "alice"), (physical_name, "alice"),
+                                        (not_allowed, "faraway")):
+        assert kinds == [b"R", b"R", b"E"]  # SASL offer, SASL continue, then the failure
+        assert set(fields) == set(wrong_password[1]), (fields, wrong_password[1])  # same fields, F/L/R too
+        assert {k: v for k, v in fields.items() if k != "M"} == {k: v for k, v in wrong_password[1].items()
+                                                                  if k != "M"}
+        assert fields["M"] == f'password authentication failed for user "{user}"'
+        assert len(base64.b64decode(salt)) == 16
+    assert scram_exchange(proxy.port, "mallory", "app")[2] == unknown_tenant[2], "a stable salt per user name"
+    for user, database in (("mallory", "app"), ("alice", "postgres"), ("faraway", "app")):
+        with pytest.raises(psycopg.OperationalError, match=f'password authentication failed for user "{user}"'):
+            psycopg.connect(proxy.dsn(user, database, "alice-pw"))
+    assert proxy.metric('tenantctl_proxy_rejections_total{reason="unknown_tenant",tenant=""}') == 3
+    assert proxy.metric('tenantctl_proxy_rejections_total{reason="unknown_database",tenant="alice"}') == 3
     # Outside a tenant's ranges nobody can mint a per-tenant series: the refusal carries no tenant label.
-    assert proxy.metric('tenantctl_proxy_rejections_total{reason="address_not_allowed",tenant=""}') == 1
+    assert proxy.metric('tenantctl_proxy_rejections_total{reason="address_not_allowed",tenant=""}') == 2
     assert 'tenant="faraway"' not in proxy.metrics()
     assert "mallory" not in proxy.metrics()  # attacker-chosen names never become label values
 

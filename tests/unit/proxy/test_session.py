@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -334,3 +335,74 @@ def test_random_client_bytes_never_raise_and_never_leak_a_slot(chunks: list[byte
     session.timeout()
     session.finish()
     assert harness.admission.total() == 0 and harness.admission.pending() == 0
+
+
+def _sasl_initial(client_first: bytes, mechanism: bytes = b"SCRAM-SHA-256") -> bytes:
+    body = mechanism + b"\x00" + struct.pack("!i", len(client_first)) + client_first
+    return b"p" + struct.pack("!i", 4 + len(body)) + body
+
+
+def _sasl_response(data: bytes) -> bytes:
+    return b"p" + struct.pack("!i", 4 + len(data)) + data
+
+
+def test_refusals_run_a_mock_scram_exchange_that_ends_like_a_wrong_password() -> None:
+    from tenantctl.proxy.mock_auth import MockAuth
+
+    mock = MockAuth(secret=b"k" * 32)
+    mock.observe_latency(0.004)
+    salts = set()
+    for user, database, address, reason in (("mallory", "app", "127.0.0.1", s.Reason.UNKNOWN_TENANT),
+                                            ("alice", "postgres", "127.0.0.1", s.Reason.UNKNOWN_DATABASE),
+                                            ("carol", "app", "127.0.0.1", s.Reason.ADDRESS_NOT_ALLOWED)):
+        harness = Harness(address=address)
+        session = s.Session(client_address=address, routes=lambda: MAP, admission=harness.admission,
+                            cancel_keys=harness.cancel_keys, mock_auth=mock)
+        actions = session.client_data(startup(user=user, database=database))
+        assert actions[0] == s.Rejected(reason)
+        offer = actions[1]
+        assert isinstance(offer, s.SendToClient) and offer.delay == pytest.approx(0.004)
+        assert offer.data == b"R" + struct.pack("!ii", 23, 10) + b"SCRAM-SHA-256\x00\x00"
+        assert not any(isinstance(a, (s.ConnectBackend, s.Close)) for a in actions)
+        (challenge,) = session.client_data(_sasl_initial(b"n,,n=,r=clientnonce"))
+        assert isinstance(challenge, s.SendToClient) and challenge.data[5:9] == struct.pack("!i", 11)
+        fields = dict(p.split(b"=", 1) for p in challenge.data[9:].split(b","))
+        assert fields[b"r"].startswith(b"clientnonce") and fields[b"i"] == b"4096"
+        salts.add((user, fields[b"s"]))
+        failure, close = session.client_data(_sasl_response(b"c=biws,r=" + fields[b"r"] + b",p=AAAA"))
+        assert isinstance(failure, s.SendToClient) and close == s.Close()
+        error = wire.decode_error_fields(failure.data[5:])
+        assert error == {"S": "FATAL", "V": "FATAL", "C": "28P01", "F": "auth.c", "L": "326", "R": "auth_failed",
+                         "M": f'password authentication failed for user "{user}"'}
+        session.finish()
+        assert harness.admission.pending() == 0 and harness.admission.total() == 0
+    assert len({salt for _, salt in salts}) == 3  # one salt per user name (stable: see the integration test)
+
+
+def test_the_mock_learns_iterations_and_failure_fields_from_real_backends() -> None:
+    from tenantctl.proxy.mock_auth import MockAuth
+
+    mock = MockAuth()
+    body = struct.pack("!i", 11) + b"r=abc,s=c2FsdA==,i=10000"
+    mock.observe_backend_message(b"R", b"R" + struct.pack("!i", 4 + len(body)) + body)
+    error = wire.encode_error("28P01", 'password authentication failed for user "x"')
+    mock.observe_backend_message(b"E", error[:-1] + b"Fauth.c\x00L999\x00Rauth_failed\x00\x00")
+    server_first = mock.server_first("u", b"n,,n=,r=xyz")
+    assert server_first is not None and server_first.endswith(b",i=10000")
+    assert wire.decode_error_fields(mock.failure("u")[5:])["L"] == "999"
+    assert mock.server_first("u", b"garbage") is None
+
+
+def test_a_malformed_or_unexpected_message_in_the_mock_exchange_ends_it() -> None:
+    from tenantctl.proxy.mock_auth import MockAuth
+
+    for message, expected in ((_sasl_initial(b"n,,n=,r=x", mechanism=b"SCRAM-SHA-256-PLUS"), "08P01"),
+                              (_sasl_initial(b"not scram"), "08P01"), (b"X\x00\x00\x00\x04", None)):
+        session = s.Session(client_address="127.0.0.1", routes=lambda: MAP, admission=Admission(),
+                            cancel_keys=CancelKeys(), mock_auth=MockAuth())
+        session.client_data(startup(user="mallory", database="app"))
+        actions = session.client_data(message)
+        assert actions[-1] == s.Close()
+        if expected:
+            assert error_of(actions)["C"] == expected
+        assert session.state is s.State.CLOSED

@@ -239,7 +239,7 @@ def apply(
         if output is not OutputFormat.json:
             _print_apply(deployed, workspace, label="round 1: ")
         try:
-            follow_up = apply_deferred(Path.cwd(), model, str(deployed.plan_id), stacks=stacks,
+            follow_up = apply_deferred(Path.cwd(), model, str(deployed.plan_id), stacks=stacks, confirm=confirm,
                                        progress=ConsoleProgress(quiet=output is OutputFormat.json),
                                        parallelism=parallel, lock_timeout=lock_timeout)
         except RefusedError as error:

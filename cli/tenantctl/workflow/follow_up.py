@@ -60,7 +60,7 @@ def follow_up_problems(planned: pipeline.PlanResult, deferred: set[str]) -> list
     return problems
 
 
-def apply_deferred(root: Path, model: Model, reviewed_plan_id: str, *, progress: Any = None,
+def apply_deferred(root: Path, model: Model, reviewed_plan_id: str, *, confirm: Any = None, progress: Any = None,
                    stacks: Path | None = None, parallelism: int | None = None, lock_timeout: str = "30s",
                    postgres_progress: Callable[[Any], None] | None = None) -> Any:
     """Plan and apply the stacks ``reviewed_plan_id`` deferred; None when it deferred nothing.
@@ -81,5 +81,5 @@ def apply_deferred(root: Path, model: Model, reviewed_plan_id: str, *, progress:
             f"the second round (plan {planned.plan_id}) was not applied: it holds more than the creation of the "
             f"{len(deferred)} tenant stack(s) the reviewed plan deferred:\n  " + "\n  ".join(problems),
             hint="review that plan (`tenantctl plan`), then `tenantctl apply`")
-    return deploy.apply_all(root, model, plan_id=planned.plan_id, progress=progress, stacks=stacks,
+    return deploy.apply_all(root, model, plan_id=planned.plan_id, confirm=confirm, progress=progress, stacks=stacks,
                             parallelism=parallelism, lock_timeout=lock_timeout, postgres_progress=postgres_progress)

@@ -103,8 +103,12 @@ def test_crash_before_the_map_and_a_refused_rename(project: Project) -> None:
     # --- a new cluster's first apply converges in one run with --then-deferred (issue 14 item 3) ---
     planned = json.loads(project.expect(0, "plan", "-q", "--format", "json").stdout)
     assert [s["stack"] for s in planned["stacks"] if s["status"] == "deferred"] == ["tenants/client01"]
-    done = project.expect(0, "apply", "--auto-approve", "--then-deferred")
-    assert "round 2 (the stacks the reviewed plan deferred)" in done.stdout, done.stdout
+    done = project.expect(0, "apply", "--plan", planned["plan_id"], "--auto-approve", "--then-deferred",
+                          "--format", "json")  # as the GitOps example runs it
+    applied = json.loads(done.stdout)
+    assert applied["plan_id"] == planned["plan_id"] and applied["status"] == "applied"
+    assert [s["stack"] for s in applied["follow_up"]["stacks"]] == ["tenants/client01"]
+    assert applied["follow_up"]["status"] == "applied" and applied["follow_up"]["plan_id"] != planned["plan_id"]
     project.expect(0, "plan", "--detailed-exitcode", "-q")
     assert set(project.routes()["client01"]["databases"]) == {"db1", "db2"}
 
@@ -144,6 +148,16 @@ def test_crash_before_the_map_and_a_refused_rename(project: Project) -> None:
     project.expect(0, "render", "--check")
     project.edit("shared-03 = {", "shared-02 = {")
     project.expect(0, "render")
+    project.expect(0, "plan", "--detailed-exitcode", "-q")
+
+    # --- a cluster added later, with a tenant on it: one interactive-style apply, text output ------
+    project.edit("clusters = {", "clusters = {\n  shared-04 = { min_acu = 0.5, max_acu = 16, max_tenants = 500 }")
+    project.edit("clients = [", 'clients = [\n  { name = "client09", databases = { app = true }, allowed_ips = '
+                 '["127.0.0.1/32"], rds_iam_auth = false, cluster = "shared-04" },')
+    project.expect(4, "plan", "--detailed-exitcode", "-q")
+    done = project.expect(0, "apply", "--auto-approve", "--then-deferred")
+    assert "round 2 (the stacks the reviewed plan deferred): plan" in done.stdout, done.stdout
+    assert project.routes()["client09"]["cluster"] == "shared-04"
     project.expect(0, "plan", "--detailed-exitcode", "-q")
 
 

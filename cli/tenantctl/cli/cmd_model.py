@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,20 @@ def validate(
               f"on {len(model.clusters)} clusters ({placed})", markup=False)
 
 
+def _render_command(clients_file: Path | None, out_dir: Path, stale: list[Any]) -> str:
+    """The command that brings ``out_dir`` in line, to be followed literally."""
+    from tenantctl.render.drift import UNEXPECTED
+
+    words = ["tenantctl", "render"]
+    if clients_file is not None:
+        words.append(shlex.quote(str(clients_file)))
+    if out_dir != Path("stacks"):
+        words += ["--out", shlex.quote(str(out_dir))]
+    if any(item.reason == UNEXPECTED and item.path.startswith("tenants/") for item in stale):
+        words.append("--prune")  # unexpected files are stacks of tenants no longer in the file
+    return " ".join(words)
+
+
 def render(
     clients_file: Path | None = CLIENTS_ARGUMENT,
     out_dir: Path = typer.Option(Path("stacks"), "--out", help="Directory to render the stacks into."),
@@ -90,7 +105,8 @@ def render(
                       markup=False)
             for item in stale:
                 err.print(f"  {item}", markup=False)
-            err.print("hint: run `tenantctl render` and commit the result", markup=False)
+            err.print(f"hint: run `{_render_command(clients_file, out_dir, stale)}` and commit the result",
+                      markup=False)
         else:
             out.print(f"{out_dir} is up to date with {model.source}", markup=False)
         if stale:

@@ -195,15 +195,19 @@ def apply(
     stacks: Path = STACKS_OPTION,
     parallel: int | None = PARALLEL_OPTION,
     lock_timeout: str = LOCK_TIMEOUT_OPTION,
+    then_deferred: bool = typer.Option(False, "--then-deferred", help="After a plan that deferred tenant stacks "
+                                       "to a new cluster's apply, plan and apply them in this run, but only when "
+                                       "that second plan just creates those stacks (else exit 3, round 2 not "
+                                       "applied)."),
 ) -> None:
     """Apply exactly the saved plans of the last `tenantctl plan`: the cluster stack, then tenants.
 
     Refused (exit 3, nothing applied) when the plan was refused or already applied, when a newer plan
     exists, or when the clients file, the rendered stacks or the state changed since the plan. The
     guard is checked again on the plan files themselves. Exit 1 when a stack fails to apply.
+    --then-deferred runs the second round of a new cluster's first apply (workflow/follow_up.py).
     """
     from tenantctl.report import terminal
-    from tenantctl.terraform import pipeline
     from tenantctl.terraform.manifest import PlanManifest
     from tenantctl.terraform.plan_json import PlanSummary
     from tenantctl.terraform.workspace import Workspace
@@ -226,34 +230,75 @@ def apply(
     deployed = deploy.apply_all(Path.cwd(), model, plan_id=plan_id, confirm=confirm, stacks=stacks,
                                 progress=ConsoleProgress(quiet=output is OutputFormat.json),
                                 parallelism=parallel, lock_timeout=lock_timeout)
-    assert deployed.terraform is not None
-    result = deployed.terraform
-    failed = [s for s in result.stacks if s.status == pipeline.StackStatus.FAILED]
-    if output is OutputFormat.json:
-        print_json({
-            "plan_id": result.plan_id, "status": result.status,
-            "stacks": [{"stack": s.stack, "status": s.status, "error": s.error,
-                        "changes": [c.to_json() for c in s.changes]} for s in result.stacks],
-            "postgres": {"applied_actions": deployed.postgres_actions},
-            "routes": {"path": str(deployed.routes) if deployed.routes else None, "serial": deployed.routes_serial},
-        })
+    failed = _failed(deployed)
+    follow_up: Any = None
+    refusal: RefusedError | None = None
+    if then_deferred and not failed:
+        from tenantctl.workflow.follow_up import apply_deferred
+
+        if output is not OutputFormat.json:
+            _print_apply(deployed, workspace, label="round 1: ")
+        try:
+            follow_up = apply_deferred(Path.cwd(), model, str(deployed.plan_id), stacks=stacks, confirm=confirm,
+                                       progress=ConsoleProgress(quiet=output is OutputFormat.json),
+                                       parallelism=parallel, lock_timeout=lock_timeout)
+        except RefusedError as error:
+            refusal = error
+        if output is OutputFormat.json:
+            document = _apply_json(deployed)
+            document["follow_up"] = (_apply_json(follow_up) if follow_up is not None
+                                     else {"status": "refused", "error": refusal.message} if refusal else None)
+            print_json(document)
+        elif follow_up is not None:
+            _print_apply(follow_up, workspace, label="round 2 (the stacks the reviewed plan deferred): ")
+        if refusal is not None:
+            raise refusal
+        failed = _failed(follow_up) if follow_up is not None else []
+    elif output is OutputFormat.json:
+        print_json(_apply_json(deployed))
     else:
-        applied = sum(1 for s in result.stacks if s.status == pipeline.StackStatus.APPLIED)
-        out.print(f"plan {result.plan_id}: {applied} stack(s) applied, {len(failed)} failed", markup=False)
-        for cluster, count in deployed.postgres_actions.items():
-            if count:
-                out.print(f"postgres {cluster}: {count} action(s) applied", markup=False)
-        if deployed.routes is not None:
-            out.print(f"routing map {deployed.routes} (serial {deployed.routes_serial})", markup=False)
-        for stack in failed:
-            err.print(f"[bold red]failed[/] {stack.stack}: {stack.error}", highlight=False)
-        deferred = [s.stack for s in pipeline.load_plan(workspace, result.plan_id)[0].stacks
-                    if s.status == pipeline.StackStatus.DEFERRED]
-        if deferred and not failed:
-            out.print(f"{len(deferred)} tenant stack(s) waited for the cluster: run `tenantctl plan` again",
-                      markup=False)
+        _print_apply(deployed, workspace, label="")
     if failed:
         raise typer.Exit(ExitCode.REFUSED if all(s.locked for s in failed) else ExitCode.FAILURE)
+
+
+def _failed(deployed: Any) -> list[Any]:
+    from tenantctl.terraform import pipeline
+
+    assert deployed.terraform is not None
+    return [s for s in deployed.terraform.stacks if s.status == pipeline.StackStatus.FAILED]
+
+
+def _apply_json(deployed: Any) -> dict[str, Any]:
+    result = deployed.terraform
+    return {
+        "plan_id": result.plan_id, "status": result.status,
+        "stacks": [{"stack": s.stack, "status": s.status, "error": s.error,
+                    "changes": [c.to_json() for c in s.changes]} for s in result.stacks],
+        "postgres": {"applied_actions": deployed.postgres_actions},
+        "routes": {"path": str(deployed.routes) if deployed.routes else None, "serial": deployed.routes_serial},
+    }
+
+
+def _print_apply(deployed: Any, workspace: Any, *, label: str) -> None:
+    from tenantctl.terraform import pipeline
+
+    result = deployed.terraform
+    failed = _failed(deployed)
+    applied = sum(1 for s in result.stacks if s.status == pipeline.StackStatus.APPLIED)
+    out.print(f"{label}plan {result.plan_id}: {applied} stack(s) applied, {len(failed)} failed", markup=False)
+    for cluster, count in deployed.postgres_actions.items():
+        if count:
+            out.print(f"postgres {cluster}: {count} action(s) applied", markup=False)
+    if deployed.routes is not None:
+        out.print(f"routing map {deployed.routes} (serial {deployed.routes_serial})", markup=False)
+    for stack in failed:
+        err.print(f"[bold red]failed[/] {stack.stack}: {stack.error}", highlight=False)
+    deferred = [s.stack for s in pipeline.load_plan(workspace, result.plan_id)[0].stacks
+                if s.status == pipeline.StackStatus.DEFERRED]
+    if deferred and not failed and not label:
+        out.print(f"{len(deferred)} tenant stack(s) waited for the cluster: run `tenantctl plan` again, or "
+                  "apply with --then-deferred", markup=False)
 
 
 def _summary_document(manifest: Any, summaries: dict[str, Any]) -> dict[str, Any]:

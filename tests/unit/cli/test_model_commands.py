@@ -120,3 +120,23 @@ def test_the_clients_file_writer_emits_one_key_per_database_whatever_its_name() 
     parsed = parse_hcl(edited).value["clients"].value
     assert len(parsed) == len(parse_hcl(text).value["clients"].value) + 1
     assert list(parsed[-1].value["databases"].value) == [INJECTION]  # one key, quoted: refused by validation
+
+
+@pytest.mark.parametrize("args", [(), ("--out", "other stacks")])
+def test_render_check_hint_works_when_followed_literally(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A tenant removed from the file leaves its rendered stack: plain `render` never removes it."""
+    import shlex
+
+    (tmp_path / "clients.tfvars").write_text(EXAMPLE.read_text())
+    assert tenantctl("render", *args, cwd=tmp_path).returncode == ExitCode.OK
+    text = EXAMPLE.read_text()
+    start = text.index('  {\n    name         = "client02"')
+    end = text.index("  },\n", start) + len("  },\n")
+    (tmp_path / "clients.tfvars").write_text(text[:start] + text[end:])
+    stale = tenantctl("render", "--check", *args, cwd=tmp_path)
+    assert stale.returncode == ExitCode.FAILURE
+    hint = next(line for line in stale.stderr.splitlines() if line.startswith("hint: run `"))
+    command = shlex.split(hint.split("`")[1])
+    assert command[0] == "tenantctl"
+    assert tenantctl(*command[1:], cwd=tmp_path).returncode == ExitCode.OK
+    assert tenantctl("render", "--check", *args, cwd=tmp_path).returncode == ExitCode.OK

@@ -210,7 +210,12 @@ def proxy(
     admin: str | None = typer.Option(None, "--admin", help="HOST:PORT for /healthz and /metrics (off if unset)."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate for client TLS."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key for client TLS."),
-    require_tls: bool = typer.Option(False, "--require-tls", help="Refuse clients that do not use TLS."),
+    require_tls: bool = typer.Option(False, "--require-tls", help="Refuse clients that do not use TLS (the "
+                                     "default once --tls-cert is given)."),
+    allow_plaintext: bool = typer.Option(
+        False, "--allow-plaintext",
+        help="With --tls-cert, also accept plaintext clients. Off by default: libpq's sslmode=prefer retries a "
+             "failed TLS login in plaintext, which this proxy does not let happen silently."),
     startup_timeout: float = typer.Option(30.0, "--startup-timeout",
                                           help="Seconds a client has to finish the handshake."),
     drain_timeout: float = typer.Option(30.0, "--drain-timeout",
@@ -248,7 +253,8 @@ def proxy(
     config = ProxyConfig(
         routes=routes, listen=parse_address(listen, "--listen"),
         admin=parse_address(admin, "--admin") if admin else None,
-        tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, startup_timeout=startup_timeout,
+        tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls, allow_plaintext=allow_plaintext,
+        startup_timeout=startup_timeout,
         drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
         max_pending_handshakes=max_pending_handshakes, max_pending_per_address=max_pending_per_address,
         relay=relay, relay_threads=relay_threads, relay_nice=relay_nice,  # type: ignore[arg-type]  # checked above

@@ -32,6 +32,7 @@ class ProxyConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     require_tls: bool = False
+    allow_plaintext: bool = False  # with a certificate: also accept clients that do not use TLS
     startup_timeout: float = 30.0
     connect_timeout: float = 10.0
     drain_timeout: float = 30.0
@@ -65,6 +66,8 @@ class ProxyRuntime:
     """The running proxy; ``started`` is called with (proxy port, admin port) once listening."""
 
     def __init__(self, config: ProxyConfig) -> None:
+        if config.require_tls and config.allow_plaintext:
+            raise InputError("--require-tls and --allow-plaintext contradict each other")
         if config.require_tls and config.tls_cert is None:
             raise InputError("--require-tls needs --tls-cert and --tls-key")
         if (config.tls_cert is None) != (config.tls_key is None):
@@ -100,7 +103,10 @@ class ProxyRuntime:
         load_ms = (time.perf_counter() - load_started) * 1000
         tls = server_context(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
         options = ProxyOptions(
-            host=config.listen[0], port=config.listen[1], server_tls=tls, require_tls=config.require_tls,
+            host=config.listen[0], port=config.listen[1], server_tls=tls,
+            # With a certificate, plaintext is refused unless asked for: libpq's sslmode=prefer retries an
+            # attempt that failed over TLS in plaintext, and must find no plaintext door at the proxy.
+            require_tls=config.require_tls or (tls is not None and not config.allow_plaintext),
             startup_timeout=config.startup_timeout, connect_timeout=config.connect_timeout,
             drain_timeout=config.drain_timeout, max_startup_packet=config.max_startup_packet,
             max_pending_handshakes=config.max_pending_handshakes,

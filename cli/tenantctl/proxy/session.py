@@ -141,6 +141,19 @@ def hba_style_refusal(address: str, user: str, database: str, encrypted: bool) -
     )
 
 
+CHANNEL_BINDING_UNSUPPORTED = wire.encode_error(
+    "08P01", "SCRAM channel binding is not supported through the tenantctl proxy: connect with "
+    "channel_binding=disable (the connection to the proxy stays encrypted with TLS)",
+    detail="The proxy terminates TLS, so a binding to the client's TLS session names the proxy's certificate, "
+           "which the cluster cannot verify.")
+
+
+def _is_channel_binding_error(message: bytes) -> bool:
+    """The backend refused the client's SCRAM gs2 flag ('y': the client supports channel binding but was
+    not offered it, because the proxy strips SCRAM-SHA-256-PLUS)."""
+    return "channel binding" in wire.decode_error_fields(message[5:]).get("M", "")
+
+
 def _too_many(user: str) -> bytes:
     return wire.encode_error("53300", f'too many connections for role "{user}"')
 
@@ -258,6 +271,9 @@ class Session:
                 continue
             if kind == b"R":
                 message = wire.without_channel_binding(message)
+            elif kind == b"E" and self.client_tls and _is_channel_binding_error(message):
+                self.state = State.CLOSED
+                return [SendToClient(bytes(out) + CHANNEL_BINDING_UNSUPPORTED), Close()]
             out += message
             if kind == b"Z":
                 if not self._establish():

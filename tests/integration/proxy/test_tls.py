@@ -145,3 +145,75 @@ def test_backend_tls_failures_are_08001(clusters: Clusters, pki_with_tls_on_c2: 
     proxy_require = start_proxy(routes_require)
     with psycopg.connect(proxy_require.dsn("bob", "app", "bob-pw", channel_binding="disable")) as connection:
         assert connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+
+
+MATRIX = [  # (sslmode, channel_binding) -> "tls": logs in over TLS; else a fragment of the error (never plaintext)
+    ("disable", "disable", "no encryption"),
+    ("disable", "prefer", "no encryption"),
+    ("prefer", "disable", "tls"),
+    ("prefer", "prefer", "channel_binding=disable"),
+    ("prefer", "require", "channel binding"),
+    ("require", "disable", "tls"),
+    ("require", "prefer", "channel_binding=disable"),
+    ("require", "require", "channel binding"),
+    ("verify-full", "disable", "tls"),
+    ("verify-full", "prefer", "channel_binding=disable"),
+]
+
+
+def test_channel_binding_matrix_never_falls_back_to_plaintext(clusters: Clusters, pki_with_tls_on_c2: Pki,
+                                                              workdir: Path, start_proxy: StartProxy) -> None:
+    """TLS on both legs, a certificate at the proxy and no flag: what libpq does for each sslmode x
+    channel_binding. Whatever fails, fails with a message that says what to do, and no login ever
+    completes without TLS (the proxy refuses plaintext once it has a certificate)."""
+    pki = pki_with_tls_on_c2
+    routes = workdir / "routes.json"
+    c2 = clusters.servers["c2"]
+    write_map(routes, clusters.routing_map(clusters={
+        "c1": ClusterRoute(clusters.servers["c1"].host, clusters.servers["c1"].port),
+        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file)))}))
+    proxy = start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key))
+    for sslmode, binding, expected in MATRIX:
+        dsn = proxy.dsn("bob", "app", "bob-pw", sslmode=sslmode, channel_binding=binding,
+                        sslrootcert=str(pki.ca_file))
+        if expected == "tls":
+            with psycopg.connect(dsn) as connection:
+                assert connection.info.pgconn.ssl_in_use, (sslmode, binding)
+            continue
+        with pytest.raises(psycopg.OperationalError) as raised:
+            psycopg.connect(dsn)
+        assert expected in str(raised.value), (sslmode, binding, str(raised.value))
+    assert proxy.metric('tenantctl_proxy_tenant_connections_total{tenant="bob"}') >= 3
+    assert proxy.metric('tenantctl_proxy_rejections_total{reason="tls_required",tenant=""}') >= 2
+
+
+def test_a_driver_without_channel_binding_logs_in_over_tls(clusters: Clusters, pki_with_tls_on_c2: Pki,
+                                                           workdir: Path, start_proxy: StartProxy) -> None:
+    import asyncio
+    import ssl
+
+    import asyncpg
+
+    pki = pki_with_tls_on_c2
+    routes = workdir / "routes.json"
+    c2 = clusters.servers["c2"]
+    write_map(routes, clusters.routing_map(clusters={
+        "c1": ClusterRoute(clusters.servers["c1"].host, clusters.servers["c1"].port),
+        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file)))}))
+    proxy = start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key))
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+
+    async def login() -> tuple[object, object]:
+        connection = await asyncpg.connect(host="127.0.0.1", port=proxy.port, user="bob", password="bob-pw",
+                                           database="app", ssl=context, server_settings={})
+        try:
+            row = await connection.fetchrow("SELECT current_user, pg_backend_pid()")
+            return row[0], (row[1], connection.get_server_pid())
+        finally:
+            await connection.close()
+
+    user, (pid, reported) = asyncio.run(login())
+    assert user == "bob" and pid == reported  # the real backend pid reaches non-libpq drivers too
+    with pytest.raises(Exception, match="no encryption"):  # and plaintext is refused for them as well
+        asyncio.run(asyncpg.connect(host="127.0.0.1", port=proxy.port, user="bob", password="bob-pw",
+                                    database="app", ssl=False))

@@ -28,6 +28,18 @@ def snapshot_stacks(stacks_dir: Path) -> StacksSnapshot:
     return {rel: (stacks_dir / rel).read_bytes() for rel in _rendered_files(stacks_dir)}
 
 
+def remove_stack(stacks_dir: Path, stack: str) -> list[str]:
+    """Delete the rendered files of one stack (e.g. ``tenants/client07`` after offboarding) and its directory
+    when nothing else is left in it."""
+    directory = stacks_dir / stack
+    removed = _rendered_files(directory)
+    for rel in removed:
+        (directory / rel).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+    return sorted(f"{stack}/{rel}" for rel in removed)
+
+
 def restore_stacks(stacks_dir: Path, before: StacksSnapshot) -> list[str]:
     """Make ``stacks_dir`` hold exactly ``before`` again; returns the paths it changed."""
     changed = []

@@ -32,6 +32,7 @@ from tenantctl.model.edit import TenantBlock, add_tenant, remove_tenant
 from tenantctl.model.types import Model, Tenant
 from tenantctl.postgres.catalog import Marker
 from tenantctl.postgres.connect import ClusterConnection, connect_admin, translated
+from tenantctl.render.snapshot import remove_stack
 from tenantctl.terraform import guard
 from tenantctl.workflow import deploy
 from tenantctl.workflow.archive import Archive, ArchivedDump, DumpSource, restore_dump
@@ -397,6 +398,8 @@ def offboard(root: Path, clients_file: Path, name: str, *, archive_location: str
             updated = remove_tenant(current, str(clients_file), name)
             model_from_text(updated, str(clients_file))
             atomic_write_text(clients_file, updated)
+        # Its IAM resources are destroyed: the rendered stack goes too, so `render --check` stays clean.
+        remove_stack(root / "stacks", f"tenants/{name}")
         step(FILE_UPDATED, file=str(clients_file))
     if not run.done(COMPLETED):
         step(COMPLETED, retain_days=details["retain_days"])

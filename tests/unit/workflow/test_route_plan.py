@@ -97,3 +97,15 @@ def test_a_refused_plan_puts_stacks_back_byte_for_byte(tmp_path: Path) -> None:
     assert snapshot_stacks(stacks) == before
     assert not (stacks / "tenants" / "b").exists()
     assert (stacks / "tenants" / "a" / "notes.txt").read_text() == "not rendered\n"
+
+
+def test_an_offboarded_tenants_stack_is_removed_and_nothing_else(tmp_path: Path) -> None:
+    from tenantctl.render.snapshot import remove_stack
+
+    stacks = tmp_path / "stacks"
+    for tenant in ("gone", "kept"):
+        (stacks / "tenants" / tenant).mkdir(parents=True)
+        (stacks / "tenants" / tenant / "main.tf").write_text(tenant)
+    assert remove_stack(stacks, "tenants/gone") == ["tenants/gone/main.tf"]
+    assert not (stacks / "tenants" / "gone").exists() and (stacks / "tenants" / "kept" / "main.tf").exists()
+    assert remove_stack(stacks, "tenants/gone") == []  # a rerun after a crash

@@ -9,10 +9,7 @@ tenant is routed to).
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,30 +19,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_lifecycle import CLIENTS, Project  # type: ignore[import-not-found]
+from test_lifecycle import Project, new_project  # type: ignore[import-not-found]
 
 from tenantctl.routing import read_map
 from tenantctl.routing.document import seal
 from tenantctl.routing.store import write_map
-from tenantctl.terraform.toolchain import BINARY_ENV, install_toolchain
 
 pytestmark = [pytest.mark.postgres, pytest.mark.terraform, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
 def project() -> Iterator[Project]:
-    layout = install_toolchain()
-    root = Path(tempfile.mkdtemp(prefix="tenantctl-e2e-hardening-"))
-    os.chmod(root, 0o755)
-    (root / "clients.tfvars").write_text(CLIENTS)
-    env = {**os.environ, BINARY_ENV: str(layout.terraform)}
-    env.pop("PGPASSWORD", None)
-    created = Project(root, env)
-    try:
+    with new_project("tenantctl-e2e-hardening-") as created:
         yield created
-    finally:
-        created.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def database_identity(project: Project, name: str) -> tuple[str, str] | None:

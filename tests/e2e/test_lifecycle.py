@@ -26,6 +26,7 @@ routing map and the ledger's last entry (failpoint `routes-before-write`). Failp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -183,10 +184,11 @@ class Project:
         self.cli("local", "down", timeout=120)
 
 
-@pytest.fixture(scope="module")
-def project() -> Iterator[Project]:
+@contextlib.contextmanager
+def new_project(prefix: str) -> Iterator[Project]:
+    """A project directory with the e2e clients file; its proxy and local target are stopped afterwards."""
     layout = install_toolchain()
-    root = Path(tempfile.mkdtemp(prefix="tenantctl-e2e-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)  # the postgres OS user must traverse into .tenantctl/local/
     (root / "clients.tfvars").write_text(CLIENTS)
     env = {**os.environ, BINARY_ENV: str(layout.terraform)}
@@ -197,6 +199,12 @@ def project() -> Iterator[Project]:
     finally:
         created.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def project() -> Iterator[Project]:
+    with new_project("tenantctl-e2e-") as created:
+        yield created
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

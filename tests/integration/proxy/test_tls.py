@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from proxy_it_support import Clusters, StartProxy, raw_startup_error
+from proxy_it_support import Clusters, ProxyProcess, StartProxy, raw_startup_error
 
 from tenantctl.routing.document import ClusterRoute, ClusterTls
 from tenantctl.routing.store import write_map
@@ -161,18 +161,23 @@ MATRIX = [  # (sslmode, channel_binding) -> "tls": logs in over TLS; else a frag
 ]
 
 
+def _tls_everywhere(clusters: Clusters, pki: Pki, workdir: Path, start_proxy: StartProxy) -> ProxyProcess:
+    """A proxy with a certificate (and no flag) in front of c2 reached with TLS verify-full."""
+    routes = workdir / "routes.json"
+    c2 = clusters.servers["c2"]
+    write_map(routes, clusters.routing_map(clusters={
+        "c1": ClusterRoute(clusters.servers["c1"].host, clusters.servers["c1"].port),
+        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file)))}))
+    return start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key))
+
+
 def test_channel_binding_matrix_never_falls_back_to_plaintext(clusters: Clusters, pki_with_tls_on_c2: Pki,
                                                               workdir: Path, start_proxy: StartProxy) -> None:
     """TLS on both legs, a certificate at the proxy and no flag: what libpq does for each sslmode x
     channel_binding. Whatever fails, fails with a message that says what to do, and no login ever
     completes without TLS (the proxy refuses plaintext once it has a certificate)."""
     pki = pki_with_tls_on_c2
-    routes = workdir / "routes.json"
-    c2 = clusters.servers["c2"]
-    write_map(routes, clusters.routing_map(clusters={
-        "c1": ClusterRoute(clusters.servers["c1"].host, clusters.servers["c1"].port),
-        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file)))}))
-    proxy = start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key))
+    proxy = _tls_everywhere(clusters, pki, workdir, start_proxy)
     for sslmode, binding, expected in MATRIX:
         dsn = proxy.dsn("bob", "app", "bob-pw", sslmode=sslmode, channel_binding=binding,
                         sslrootcert=str(pki.ca_file))
@@ -195,12 +200,7 @@ def test_a_driver_without_channel_binding_logs_in_over_tls(clusters: Clusters, p
     import asyncpg
 
     pki = pki_with_tls_on_c2
-    routes = workdir / "routes.json"
-    c2 = clusters.servers["c2"]
-    write_map(routes, clusters.routing_map(clusters={
-        "c1": ClusterRoute(clusters.servers["c1"].host, clusters.servers["c1"].port),
-        "c2": ClusterRoute(c2.host, c2.port, ClusterTls("verify-full", str(pki.ca_file)))}))
-    proxy = start_proxy(routes, "--tls-cert", str(pki.proxy_cert), "--tls-key", str(pki.proxy_key))
+    proxy = _tls_everywhere(clusters, pki, workdir, start_proxy)
     context = ssl.create_default_context(cafile=str(pki.ca_file))
 
     async def login() -> tuple[object, object]:

@@ -37,8 +37,10 @@ class MockAuth:
         self._secret = secret or os.urandom(32)
         self.iterations = DEFAULT_ITERATIONS
         self.latency = 0.0  # seconds from backend connect to its first authentication request (average)
+        self.step = 0.0  # seconds from a client's authentication message to the backend's answer (average)
         self._fields = dict(_DEFAULT_FIELDS)
         self._samples = 0
+        self._step_samples = 0
 
     # --- what the proxy learns from real backends -------------------------------------------------
 
@@ -46,6 +48,10 @@ class MockAuth:
         self._samples += 1
         weight = 1.0 / min(self._samples, 20)  # a running mean, then an average over ~20 handshakes
         self.latency += (seconds - self.latency) * weight
+
+    def observe_step(self, seconds: float) -> None:
+        self._step_samples += 1
+        self.step += (seconds - self.step) / min(self._step_samples, 20)
 
     def observe_backend_message(self, kind: bytes, message: bytes) -> None:
         """Learn the iteration count and the failure's fields from what a backend sends while authenticating."""

@@ -196,6 +196,7 @@ class ClientHandshake(asyncio.Protocol):
         self._closed = False
         self._admitted = False
         self._connect_started: float | None = None
+        self._forwarded_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- asyncio callbacks ----------------------------------------------------------------------
@@ -227,20 +228,26 @@ class ClientHandshake(asyncio.Protocol):
     # --- driving the session --------------------------------------------------------------------
 
     def run(self, actions: list[s.Action]) -> None:
-        for action in actions:
+        for index, action in enumerate(actions):
             if self._closed:
                 return
             if isinstance(action, s.SendToClient):
                 if self._connect_started is not None:  # a backend's first answer: how long a real one takes
                     self.proxy.mock_auth.observe_latency(self.loop.time() - self._connect_started)
                     self._connect_started = None
-                if action.delay > 0:
-                    self.loop.call_later(action.delay, self._write_later, action.data)
-                elif self.transport is not None:
+                elif self._forwarded_at is not None:  # its answer to a client's authentication message
+                    self.proxy.mock_auth.observe_step(self.loop.time() - self._forwarded_at)
+                self._forwarded_at = None
+                if action.delay > 0:  # the rest (a Close, say) waits for it
+                    self.loop.call_later(action.delay, self._send_then_run, action.data, actions[index + 1:])
+                    return
+                if self.transport is not None:
                     self.transport.write(action.data)
             elif isinstance(action, s.Rejected):
                 self._rejected(action.reason)
             elif isinstance(action, s.SendToBackend):
+                if self.session.state is s.State.AUTHENTICATING and self._connect_started is None:
+                    self._forwarded_at = self.loop.time()
                 if self.backend is not None and self.backend.transport is not None:
                     self.backend.transport.write(action.data)
             elif isinstance(action, s.ConnectBackend):
@@ -266,9 +273,11 @@ class ClientHandshake(asyncio.Protocol):
         self.proxy.metrics.rejected(reason.value, self.session.rejected_tenant)
         log.info("refused %s from %s: %s", printable(self.session.user), self.session.client_address, reason.value)
 
-    def _write_later(self, data: bytes) -> None:
-        if not self._closed and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def _send_then_run(self, data: bytes, rest: list[s.Action]) -> None:
+        if self._closed or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        self.run(rest)
 
     def _spawn(self, coroutine: object) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coroutine)  # type: ignore[arg-type]

@@ -447,9 +447,9 @@ class Session:
                     self.state = State.CLOSED
                     return [SendToClient(wire.encode_error("08P01", "malformed SCRAM message")), Close()]
                 self._mock_step = 1
-                return [SendToClient(challenge)]
+                return [SendToClient(challenge, delay=self._mock_auth.step)]
             self.state = State.CLOSED
-            return [SendToClient(self._mock_auth.failure(user)), Close()]
+            return [SendToClient(self._mock_auth.failure(user), delay=self._mock_auth.step), Close()]
         return []
 
     def _refuse(self, reason: Reason, error: bytes, *, tenant: str | None = None) -> list[Action]:

@@ -73,7 +73,8 @@ if psql "$OTHER_DSN" -c "SELECT 1" 2>refused.txt; then
   fail "client01 reached client02's database"
 fi
 echo "refused as expected: $(head -n 1 refused.txt)"
-# Every refusal reads like pg_hba (so tenants cannot be enumerated); the proxy's log says why.
+# Every refusal reads like a wrong password (so tenants and databases cannot be enumerated); the
+# proxy's log says why.
 for _ in $(seq 1 10); do
   grep -q "refused client01" proxy.log && break
   sleep 0.1

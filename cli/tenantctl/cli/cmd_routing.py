@@ -48,8 +48,11 @@ PROXY_HELP = (
     "rewritten to the physical one and the connection goes to the tenant's cluster. Authentication passes "
     "through (password, md5, SCRAM, IAM tokens). The map reloads when its file (or S3 object) changes or on "
     "SIGHUP; SIGTERM drains: no new connections, sessions get --drain-timeout seconds to finish.\n\n"
-    "Refusals: 28000 (unknown tenant or database, address not allowed, TLS required), 53300 (tenant "
-    "connection limit), 08001 (cluster unreachable). Metrics and health on --admin: /metrics, /healthz.\n\n"
+    "Refusals: an unknown tenant or database, or an address not allowed, gets a mock SCRAM exchange ending "
+    "in 28P01 like a wrong password (no enumeration); 28000 (TLS required: the default once --tls-cert is "
+    "given), 53300 (tenant connection limit, too many pending handshakes), 08P01 (malformed or repeated "
+    "startup parameters), 08001 (cluster unreachable). Clients see the backend's real pid. Metrics and "
+    "health on --admin: /metrics, /healthz.\n\n"
     "Relay: after the handshake the bytes are copied by a native epoll thread (built from C at install "
     "time on Linux) unless a leg uses TLS; `--relay python` keeps every session in the asyncio loop."
 )

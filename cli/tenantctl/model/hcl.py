@@ -23,6 +23,8 @@ from tenantctl.errors import Location
 
 _BLANKS = re.compile(r"[ \t\r\n]*")
 _STRING_STOP = re.compile(r'["\\\n]')  # what ends a run of plain string characters
+_PLAIN_STRING_BODY = re.compile(r'[^"\\\n]*')
+_COMMENT_STARTS = frozenset({"#", "/"})
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_]*)[ \t]*\r?\n")
@@ -94,6 +96,8 @@ class _Parser:
         s = self.s
         while True:
             self.pos = _BLANKS.match(s, self.pos).end()  # type: ignore[union-attr]  # matches the empty string
+            if s[self.pos:self.pos + 1] not in _COMMENT_STARTS:
+                return
             if s.startswith("#", self.pos) or s.startswith("//", self.pos):
                 end = s.find("\n", self.pos)
                 self.pos = self.n if end < 0 else end
@@ -210,6 +214,9 @@ class _Parser:
     def _string_end(self, pos: int) -> int:
         """Offset of the closing quote of the string whose body starts at ``pos`` (linear, constant memory)."""
         s = self.s
+        plain = _PLAIN_STRING_BODY.match(s, pos)  # the common case: no escape; one repeat of a class, no groups
+        if plain is not None and s.startswith('"', plain.end()):
+            return plain.end()
         while True:
             m = _STRING_STOP.search(s, pos)
             if m is None or m.group() == "\n" or (m.group() == "\\" and s.startswith("\n", m.end())):

@@ -154,6 +154,9 @@ def _is_channel_binding_error(message: bytes) -> bool:
     return "channel binding" in wire.decode_error_fields(message[5:]).get("M", "")
 
 
+TOO_MANY_CLIENTS = wire.encode_error("53300", "sorry, too many clients already")  # pending handshakes
+
+
 def _too_many(user: str) -> bytes:
     return wire.encode_error("53300", f'too many connections for role "{user}"')
 
@@ -377,8 +380,7 @@ class Session:
         if not self._admission.has_room(route.tenant, route.max_connections):
             return self._refuse(Reason.TOO_MANY_CONNECTIONS, _too_many(user), tenant=route.tenant)
         if not self._admission.try_begin_handshake(self.client_address):
-            return self._refuse(Reason.TOO_MANY_HANDSHAKES, wire.encode_error(
-                "53300", "sorry, too many clients already"))
+            return self._refuse(Reason.TOO_MANY_HANDSHAKES, TOO_MANY_CLIENTS)
         self._pending = True
         self.tenant = route.tenant
         self._limit = route.max_connections
@@ -418,6 +420,9 @@ class Session:
         """Refuse, but the way a backend refuses a wrong password (no tenant or database enumeration)."""
         if self._mock_auth is None:
             return self._refuse(reason, refusal, tenant=tenant)
+        if not self._admission.try_begin_handshake(self.client_address):  # mock exchanges hold sockets too
+            return self._refuse(Reason.TOO_MANY_HANDSHAKES, TOO_MANY_CLIENTS)
+        self._pending = True
         self.rejection = reason
         self.rejected_tenant = tenant
         self.state = State.MOCK_AUTH

@@ -364,6 +364,7 @@ def test_refusals_run_a_mock_scram_exchange_that_ends_like_a_wrong_password() ->
         assert isinstance(offer, s.SendToClient) and offer.delay == pytest.approx(0.004)
         assert offer.data == b"R" + struct.pack("!ii", 23, 10) + b"SCRAM-SHA-256\x00\x00"
         assert not any(isinstance(a, (s.ConnectBackend, s.Close)) for a in actions)
+        assert harness.admission.pending(address) == 1  # a mock exchange holds a pending slot like a real one
         (challenge,) = session.client_data(_sasl_initial(b"n,,n=,r=clientnonce"))
         assert isinstance(challenge, s.SendToClient) and challenge.data[5:9] == struct.pack("!i", 11)
         fields = dict(p.split(b"=", 1) for p in challenge.data[9:].split(b","))
@@ -391,6 +392,21 @@ def test_the_mock_learns_iterations_and_failure_fields_from_real_backends() -> N
     assert server_first is not None and server_first.endswith(b",i=10000")
     assert wire.decode_error_fields(mock.failure("u")[5:])["L"] == "999"
     assert mock.server_first("u", b"garbage") is None
+
+
+def test_mock_exchanges_count_against_the_pending_handshake_caps() -> None:
+    from tenantctl.proxy.mock_auth import MockAuth
+
+    admission = Admission(max_pending=100, max_pending_per_address=2)
+    sessions = [s.Session(client_address="127.0.0.1", routes=lambda: MAP, admission=admission,
+                          cancel_keys=CancelKeys(), mock_auth=MockAuth()) for _ in range(3)]
+    for session in sessions[:2]:
+        assert isinstance(session.client_data(startup(user="mallory", database="app"))[0], s.Rejected)
+    actions = sessions[2].client_data(startup(user="mallory", database="app"))
+    assert actions[-1] == s.Close(s.Reason.TOO_MANY_HANDSHAKES)
+    for session in sessions:
+        session.finish()
+    assert admission.pending() == 0
 
 
 def test_a_malformed_or_unexpected_message_in_the_mock_exchange_ends_it() -> None:

@@ -1,7 +1,8 @@
-"""What ``stacks/`` held before a plan rendered into it, so a refused plan can put it back.
+"""Putting ``stacks/`` back: after a refused plan (from the backup its render recorded) and after an
+offboarding (the tenant's stack is removed).
 
-Only the files rendering writes are kept (``*.tf`` and ``.terraform.lock.hcl``); Terraform's own
-working files live under ``.tenantctl/`` and are never touched here.
+Only the files rendering writes are touched (``*.tf`` and ``.terraform.lock.hcl``); Terraform's own
+working files live under ``.tenantctl/``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import os
 from pathlib import Path
 
 from tenantctl.fsutil import PUBLIC, atomic_write_bytes
-
-StacksSnapshot = dict[str, bytes]  # path relative to the stacks directory -> content
 
 
 def _rendered_files(stacks_dir: Path) -> list[str]:
@@ -24,8 +23,20 @@ def _rendered_files(stacks_dir: Path) -> list[str]:
     return found
 
 
-def snapshot_stacks(stacks_dir: Path) -> StacksSnapshot:
-    return {rel: (stacks_dir / rel).read_bytes() for rel in _rendered_files(stacks_dir)}
+def restore_backup(stacks_dir: Path, backup: dict[str, bytes | None]) -> list[str]:
+    """Undo a render that recorded ``backup`` (``render_stacks(..., backup=...)``): rewrite what it changed,
+    delete what it created. Costs only the files that changed, unlike a full snapshot."""
+    for rel, data in backup.items():
+        path = stacks_dir / rel
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            with contextlib.suppress(OSError):  # only directories the render created are empty now
+                os.removedirs(path.parent)
+        else:
+            atomic_write_bytes(path, data, mode=PUBLIC)
+    stacks_dir.mkdir(parents=True, exist_ok=True)
+    return sorted(backup)
 
 
 def remove_stack(stacks_dir: Path, stack: str) -> list[str]:
@@ -38,25 +49,3 @@ def remove_stack(stacks_dir: Path, stack: str) -> list[str]:
     with contextlib.suppress(OSError):
         directory.rmdir()
     return sorted(f"{stack}/{rel}" for rel in removed)
-
-
-def restore_stacks(stacks_dir: Path, before: StacksSnapshot) -> list[str]:
-    """Make ``stacks_dir`` hold exactly ``before`` again; returns the paths it changed."""
-    changed = []
-    for rel in _rendered_files(stacks_dir):
-        if rel not in before:
-            (stacks_dir / rel).unlink()
-            changed.append(rel)
-            with contextlib.suppress(OSError):  # only directories the plan created are empty now
-                os.removedirs((stacks_dir / rel).parent)
-    for rel, data in before.items():
-        path = stacks_dir / rel
-        try:
-            same = path.read_bytes() == data
-        except FileNotFoundError:
-            same = False
-        if not same:
-            atomic_write_bytes(path, data, mode=PUBLIC)
-            changed.append(rel)
-    stacks_dir.mkdir(parents=True, exist_ok=True)
-    return sorted(changed)

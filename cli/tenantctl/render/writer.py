@@ -61,6 +61,7 @@ def render_stacks(
     template_dirs: Sequence[Path] | None = None,
     prune: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    backup: dict[str, bytes | None] | None = None,
 ) -> RenderResult:
     """Render every stack into ``out_dir``, rewriting only files whose bytes change.
 
@@ -70,6 +71,8 @@ def render_stacks(
     ``.tf`` files (and ``.terraform.lock.hcl``), and stray ``.tf`` files in live stacks, and nothing
     else: state files and anything unknown stay, and so does a directory that still holds them.
     ``progress(done, total)`` is called as changed files are written (for a progress bar).
+    ``backup`` receives the previous bytes of every file about to be rewritten (None for a new file), so
+    a caller can put ``out_dir`` back exactly (``render.snapshot.restore_backup``).
     """
     out_dir = Path(out_dir)
     templates = load_templates(template_search_path(template_dirs))
@@ -79,6 +82,12 @@ def render_stacks(
     try:
         root = str(out_dir)
         written = tuple(rel for rel in ordered if not _holds(os.path.join(root, rel), files[rel]))
+        if backup is not None:
+            for rel in written:
+                try:
+                    backup.setdefault(rel, (out_dir / rel).read_bytes())
+                except FileNotFoundError:
+                    backup.setdefault(rel, None)
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
             def write(rel: str) -> None:
                 atomic_write_bytes(out_dir / rel, files[rel], mode=PUBLIC)

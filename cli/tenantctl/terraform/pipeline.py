@@ -47,7 +47,7 @@ from tenantctl.errors import RefusedError, TenantctlError
 from tenantctl.failpoint import failpoint
 from tenantctl.fsutil import atomic_write_text
 from tenantctl.model.types import Backend, Model
-from tenantctl.render.snapshot import restore_stacks, snapshot_stacks
+from tenantctl.render.snapshot import restore_backup
 from tenantctl.terraform import guard
 from tenantctl.terraform.manifest import AppliedManifest, PlanManifest, PlannedStack
 from tenantctl.terraform.plan_json import PlanSummary, ResourceChange, read_plan, redact_plan
@@ -249,13 +249,15 @@ class TerraformEnvironment:
         }
 
 
-RenderFn = Callable[[Model, Path], object]
+# (model, stacks dir, backup): the renderer records in ``backup`` the previous bytes of every file it
+# rewrites (None for a new one), so that a refused plan can put stacks/ back.
+RenderFn = Callable[[Model, Path, dict[str, bytes | None]], object]
 
 
-def _default_render(model: Model, out_dir: Path) -> object:
+def _default_render(model: Model, out_dir: Path, backup: dict[str, bytes | None]) -> object:
     from tenantctl.render import render_stacks
 
-    return render_stacks(model, out_dir)
+    return render_stacks(model, out_dir, backup=backup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,8 +276,8 @@ def plan(
 ) -> PlanResult:
     options = options or PipelineOptions()
     progress = progress or NullProgress()
-    stacks_before = snapshot_stacks(workspace.stacks_dir)
-    (render or _default_render)(model, workspace.stacks_dir)
+    stacks_before: dict[str, bytes | None] = {}
+    (render or _default_render)(model, workspace.stacks_dir, stacks_before)
     applied = AppliedManifest(workspace.applied_manifest)
     plan_id = _new_plan_id()
     plan_dir = workspace.plans_dir / plan_id
@@ -358,7 +360,7 @@ def plan(
 
     manifest.status = _plan_status(results, planned_sections)
     if manifest.status == PlanStatus.REFUSED:
-        restore_stacks(workspace.stacks_dir, stacks_before)  # a refused plan leaves stacks/ as it found it
+        restore_backup(workspace.stacks_dir, stacks_before)  # a refused plan leaves stacks/ as it found it
     result = PlanResult(plan_id, plan_dir, manifest.status, results, planned_sections, manifest)
     manifest.save(plan_dir)
     _write_summaries(result)

@@ -234,9 +234,9 @@ def _plan(root: Path, model: Model, timings: Timings, progress: Any) -> pipeline
     from tenantctl.terraform.environment import terraform_environment
     from tenantctl.terraform.workspace import Workspace
 
-    def timed_render(model_: Model, out_dir: Path) -> object:
+    def timed_render(model_: Model, out_dir: Path, backup: dict[str, bytes | None]) -> object:
         with timings.measure("render"):
-            return render_stacks(model_, out_dir)
+            return render_stacks(model_, out_dir, backup=backup)
 
     workspace = Workspace.at(root)
     refuse_unsupported_moves(root / deploy.ROUTES_FILE, model)

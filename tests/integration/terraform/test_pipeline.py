@@ -175,8 +175,8 @@ def test_guard_refuses_replacing_a_tenant_iam_role(applied: dict[str, Any]) -> N
     """A template change that would replace client01's IAM role: the real plan says replace."""
     project = applied["project"]
 
-    def render_with_renamed_role(model: Any, out_dir: Path) -> None:
-        render_stacks(model, out_dir)
+    def render_with_renamed_role(model: Any, out_dir: Path, backup: dict[str, bytes | None]) -> None:
+        render_stacks(model, out_dir, backup=backup)
         iam = out_dir / "tenants" / "client01" / "iam.tf"
         iam.write_text(iam.read_text().replace('"client01-access"', '"client01-access-v2"'))
 

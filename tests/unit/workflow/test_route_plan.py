@@ -8,7 +8,7 @@ import pytest
 
 from tenantctl.errors import RefusedError
 from tenantctl.model import model_from_text
-from tenantctl.render.snapshot import restore_stacks, snapshot_stacks
+from tenantctl.render.snapshot import restore_backup
 from tenantctl.routing.build import Endpoint
 from tenantctl.routing.document import ClusterRoute, RoutingMap, TenantRoute, seal
 from tenantctl.routing.store import write_map
@@ -81,22 +81,25 @@ def test_a_changed_pin_is_a_move_and_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_refused_plan_puts_stacks_back_byte_for_byte(tmp_path: Path) -> None:
+    from tenantctl.render import render_stacks
+
     stacks = tmp_path / "stacks"
-    (stacks / "cluster").mkdir(parents=True)
-    (stacks / "cluster" / "main.tf").write_text("old\n")
-    (stacks / "tenants" / "a").mkdir(parents=True)
-    (stacks / "tenants" / "a" / "main.tf").write_text("a\n")
-    (stacks / "tenants" / "a" / "notes.txt").write_text("not rendered\n")
-    before = snapshot_stacks(stacks)
-    (stacks / "cluster" / "main.tf").write_text("new\n")
-    (stacks / "tenants" / "b").mkdir()
-    (stacks / "tenants" / "b" / "main.tf").write_text("b\n")
-    (stacks / "tenants" / "a" / "main.tf").unlink()
-    changed = restore_stacks(stacks, before)
-    assert changed == ["cluster/main.tf", "tenants/a/main.tf", "tenants/b/main.tf"]
-    assert snapshot_stacks(stacks) == before
-    assert not (stacks / "tenants" / "b").exists()
-    assert (stacks / "tenants" / "a" / "notes.txt").read_text() == "not rendered\n"
+    render_stacks(model_from_text(CLIENTS % "c1", "clients.tfvars"), stacks)
+    (stacks / "tenants" / "client01" / "notes.txt").write_text("not rendered\n")
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(stacks)): p.read_bytes() for p in sorted(stacks.rglob("*")) if p.is_file()}
+
+    before = files()
+    backup: dict[str, bytes | None] = {}
+    changed = CLIENTS.replace('{ name = "client02"', '{ name = "client03", databases = { db1 = true }, '
+                              'allowed_ips = ["1.2.3.4/32"] },\n  { name = "client02"').replace('"c1" },', '"c2" },', 1)
+    render_stacks(model_from_text(changed % "c2", "clients.tfvars"), stacks, backup=backup)
+    assert files() != before and any(value is None for value in backup.values())
+    assert "tenants/client03/iam.tf" in backup and backup["tenants/client03/iam.tf"] is None
+    restore_backup(stacks, backup)
+    assert files() == before
+    assert not (stacks / "tenants" / "client03").exists()
 
 
 def test_an_offboarded_tenants_stack_is_removed_and_nothing_else(tmp_path: Path) -> None:

@@ -161,5 +161,61 @@ def test_crash_before_the_map_and_a_refused_rename(project: Project) -> None:
     project.expect(0, "plan", "--detailed-exitcode", "-q")
 
 
+def test_plan_history_diff_and_a_tampered_log(project: Project) -> None:
+    """Issue 14 item 2 on the project the test above converged: real plans, real applies."""
+    plans = project.root / ".tenantctl" / "plans"
+    baseline = json.loads(project.expect(0, "plan", "-q", "--format", "json").stdout)["plan_id"]
+    project.edit("db2 = true", "db2 = false")
+    cut = json.loads(project.expect(0, "plan", "-q", "--format", "json").stdout)["plan_id"]
+    difference = json.loads(project.expect(0, "plans", "diff", baseline, cut, "--format", "json").stdout)
+    added = difference["tenants"]["client01"]["added"]
+    assert {(row["source"], row["action"]) for row in added} >= {("routing", "route-remove"),
+                                                                 ("postgres", "orphan")}, added
+    assert set(difference["inputs"]) == {"clients_sha256", "status"}
+    text = project.expect(4, "plans", "diff", baseline, cut, "--exit-code").stdout
+    assert "+ route-remove route client01/db2" in text, text
+
+    project.env = {**project.env, "TENANTCTL_ACTOR": "alice", "GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4711",
+                   "GITHUB_REPOSITORY": "acme/infra"}
+    project.expect(0, "apply", "--auto-approve")
+    listed = {p["plan_id"]: p for p in json.loads(project.expect(0, "plans", "list", "-f", "json").stdout)["plans"]}
+    applied = listed[cut]["applied"]
+    assert applied["status"] == "applied" and applied["actor"]["user"] == "alice"
+    assert applied["actor"]["ci"]["run_id"] == "4711"
+    assert listed[baseline]["applied"] is None and listed[baseline]["status"] == "no_changes"
+    shown = project.expect(0, "plans", "show", cut[:17]).stdout
+    assert "apply-finished applied" in shown and "alice@" in shown and "github-actions run 4711" in shown
+    assert "route client01/db2" in project.expect(0, "plans", "show", cut, "-f", "markdown").stdout
+    project.edit("db2 = false", "db2 = true")
+    project.expect(0, "plan", "-q")
+    project.expect(0, "apply", "--auto-approve")
+    project.expect(0, "plans", "verify")
+
+    log = plans / "applied.log"
+    original = log.read_bytes()
+    edited = original.replace(b'"user":"alice"', b'"user":"mallory"', 1)
+    assert edited != original
+    log.write_bytes(edited)
+    assert "was edited" in project.expect(5, "plans", "verify").stdout
+    log.write_bytes(b"".join(original.splitlines(keepends=True)[:-1]))  # drop the newest record
+    report = json.loads(project.expect(5, "plans", "verify", "-f", "json").stdout)
+    assert any("missing from the log" in p["message"] for p in report["problems"]), report
+    log.write_bytes(original)
+    summary = plans / cut / "summary.json"
+    reviewed = summary.read_bytes()
+    summary.write_bytes(reviewed.replace(b"route-remove", b"route-add"))
+    assert "differs from what was applied" in project.expect(5, "plans", "verify").stdout
+    summary.write_bytes(reviewed)
+    project.expect(0, "plans", "verify")
+
+    pruned = json.loads(project.expect(0, "plans", "prune", "--keep", "1", "-f", "json").stdout)
+    assert baseline in pruned["removed"] and not (plans / baseline).exists()
+    assert cut not in pruned["removed"] and pruned["trimmed"], pruned  # applied plans keep their summaries
+    for trimmed in pruned["trimmed"]:
+        assert not list((plans / trimmed).glob("*.tfplan")) and (plans / trimmed / "summary.json").exists()
+    project.expect(0, "plans", "verify")
+    assert "route client01/db2" in project.expect(0, "plans", "show", cut).stdout
+
+
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}

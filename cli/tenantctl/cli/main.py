@@ -34,6 +34,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "tenantctl.cli.cmd_model",  # validate, render
     "tenantctl.cli.cmd_terraform",  # toolchain, plan, apply
+    "tenantctl.cli.cmd_plans",  # plans list/show/diff/verify/prune
     "tenantctl.cli.cmd_local",  # local up/down/status
     "tenantctl.cli.cmd_postgres",  # pg ..., verify, credentials
     "tenantctl.cli.cmd_routing",  # routes ..., proxy

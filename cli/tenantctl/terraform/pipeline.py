@@ -617,8 +617,12 @@ def apply(
     options: PipelineOptions | None = None,
     progress: PipelineProgress | None = None,
     confirm: Callable[[PlanManifest, dict[str, PlanSummary]], bool] | None = None,
+    started: Callable[[PlanManifest], None] | None = None,
 ) -> ApplyResult:
-    """Apply exactly the saved plan: cluster stack first, then tenant stacks."""
+    """Apply exactly the saved plan: cluster stack first, then tenant stacks.
+
+    ``started`` is called once the plan is confirmed and marked applying, before anything changes.
+    """
     options = options or PipelineOptions()
     progress = progress or NullProgress()
     manifest, plan_dir = load_plan(workspace, plan_id)
@@ -629,6 +633,8 @@ def apply(
             raise RefusedError("apply cancelled: nothing was applied")
         manifest.status = PlanStatus.APPLYING
         manifest.save(plan_dir)
+        if started is not None:
+            started(manifest)
         context = _StackRunner(workspace, environment, options, progress, plan_dir)
         applied = AppliedManifest(workspace.applied_manifest)
         results: list[StackResult] = []

@@ -12,6 +12,7 @@ or reused on demand: the local target is meant to just work.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from tenantctl.model.types import Model
 from tenantctl.routing.build import Endpoint, build_routing_map
 from tenantctl.routing.store import read_previous, write_map
 from tenantctl.terraform import guard, pipeline
-from tenantctl.terraform.manifest import AppliedManifest
+from tenantctl.terraform.manifest import AppliedManifest, PlanManifest
 from tenantctl.terraform.workspace import Workspace
 from tenantctl.workflow.clusters import cluster_resolver
 from tenantctl.workflow.route_plan import RoutingSection, refuse_unsupported_moves
@@ -117,9 +118,26 @@ def plan_all(root: Path, model: Model, *, progress: Any = None, policy: guard.Gu
     options = pipeline.PipelineOptions(all_stacks=all_stacks, lock_timeout=lock_timeout,
                                        policy=policy or guard.GuardPolicy(),
                                        parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
-    return pipeline.plan(model, workspace, environment, options=options, progress=progress,
-                         sections=[PostgresSection(workspace.state_dir), RoutingSection(root, root / ROUTES_FILE)],
-                         render=render)
+    result = pipeline.plan(model, workspace, environment, options=options, progress=progress,
+                           sections=[PostgresSection(workspace.state_dir), RoutingSection(root, root / ROUTES_FILE)],
+                           render=render)
+    publisher = artifact_publisher(environment, workspace)
+    if publisher is not None:
+        publisher(result.plan_id)
+    return result
+
+
+def artifact_publisher(environment: Any, workspace: Workspace) -> Callable[[str], None] | None:
+    """With the S3 state backend: copies a plan's artifacts and the applied log to the bucket."""
+    if environment.backend.kind != "s3":
+        return None
+    from tenantctl.aws.session import client
+    from tenantctl.history.s3 import publish
+
+    def publish_plan(plan_id: str) -> None:
+        publish(client(environment.target, "s3"), environment.backend, workspace.plans_dir, plan_id)
+
+    return publish_plan
 
 
 def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: Confirm | None = None,
@@ -134,17 +152,59 @@ def apply_all(root: Path, model: Model, *, plan_id: str | None = None, confirm: 
     environment = terraform_environment(model, workspace)
     options = pipeline.PipelineOptions(policy=policy or guard.GuardPolicy(), lock_timeout=lock_timeout,
                                        parallelism=parallelism or pipeline.DEFAULT_PARALLELISM)
-    result = pipeline.apply(workspace, environment, plan_id=plan_id, options=options, progress=progress,
-                            confirm=confirm)
-    deploy = DeployResult(plan_id=result.plan_id, terraform=result)
-    if deploy.failed:
-        return deploy
-    plan_dir = workspace.plans_dir / result.plan_id
-    deploy.postgres_actions = apply_postgres_plans(model, workspace.state_dir, plan_dir / POSTGRES_PLAN,
-                                                   progress=postgres_progress)
-    failpoint("routes-before-write")
-    deploy.routes, deploy.routes_serial = write_routes(root, model)
+    recorder = _ApplyRecorder(workspace.plans_dir, artifact_publisher(environment, workspace))
+    try:
+        result = pipeline.apply(workspace, environment, plan_id=plan_id, options=options, progress=progress,
+                                confirm=confirm, started=recorder.started)
+        deploy = DeployResult(plan_id=result.plan_id, terraform=result)
+        if not deploy.failed:
+            plan_dir = workspace.plans_dir / result.plan_id
+            deploy.postgres_actions = apply_postgres_plans(model, workspace.state_dir, plan_dir / POSTGRES_PLAN,
+                                                           progress=postgres_progress)
+            failpoint("routes-before-write")
+            deploy.routes, deploy.routes_serial = write_routes(root, model)
+    except BaseException as error:
+        with contextlib.suppress(Exception):  # the apply's own error is what the user must see
+            recorder.finished(status=pipeline.PlanStatus.APPLY_FAILED,
+                              error=_one_line(getattr(error, "message", None) or type(error).__name__))
+        raise
+    recorder.finished(
+        status=pipeline.PlanStatus.APPLY_FAILED if deploy.failed else pipeline.PlanStatus.APPLIED,
+        stacks={s.stack: s.status for s in result.stacks}, postgres_actions=deploy.postgres_actions,
+        routes_serial=deploy.routes_serial,
+    )
     return deploy
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+@dataclass
+class _ApplyRecorder:
+    """Writes the apply's records to the hash-chained applied log (history/chain.py)."""
+
+    plans_dir: Path
+    publish: Callable[[str], None] | None
+    plan_id: str | None = None
+
+    def started(self, manifest: PlanManifest) -> None:
+        from tenantctl.history.plans import record_apply
+
+        self.plan_id = manifest.plan_id
+        record_apply(self.plans_dir, manifest.plan_id, "apply-started")
+        if self.publish is not None:
+            self.publish(manifest.plan_id)  # a run killed during the apply still left its trace in the bucket
+
+    def finished(self, **details: Any) -> None:
+        if self.plan_id is None:
+            return  # refused before anything was applied: nothing to record
+        from tenantctl.history.plans import record_apply
+
+        record_apply(self.plans_dir, self.plan_id, "apply-finished", **details)
+        if self.publish is not None:
+            self.publish(self.plan_id)
 
 
 def apply_postgres_plans(model: Model, state_dir: Path, plan_file: Path, *,

@@ -93,3 +93,30 @@ def test_ctrl_c_during_apply_leaves_no_stale_lock(project: Any) -> None:
     assert again.returncode == ExitCode.REFUSED, again.stderr
     replan = project.plan(lock_timeout="2s")
     assert replan.stacks[0].status in (StackStatus.CHANGES, StackStatus.NO_CHANGES), replan.stacks[0].error
+
+
+def test_plan_history_is_copied_to_the_bucket_and_verified_from_there(project: Any) -> None:
+    s3 = client(project.environment().target, "s3")
+
+    def keys() -> set[str]:
+        return {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="tenantctl/plans/").get("Contents", [])}
+
+    planned = project.plan()
+    assert f"tenantctl/plans/{planned.plan_id}/summary.json" in keys()
+    assert not any(key.endswith((".tfplan", ".plan.json")) for key in keys()), "plan files stay local"
+    project.apply()
+    assert "tenantctl/plans/applied.log" in keys()
+    listed = json.loads(project.cli("plans", "list", "--from-s3", "-f", "json").stdout)["plans"]
+    applied = next(p for p in listed if p["plan_id"] == planned.plan_id)["applied"]
+    assert applied["event"] == "apply-finished" and applied["status"] == "applied"
+    assert project.cli("plans", "verify", "--from-s3").returncode == 0
+
+    log_key = "tenantctl/plans/applied.log"
+    original = s3.get_object(Bucket=BUCKET, Key=log_key)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=log_key, Body=original.replace(b'"status":"applied"', b'"status":"x"'))
+    try:
+        tampered = project.cli("plans", "verify", "--from-s3")
+        assert tampered.returncode == ExitCode.BREACH and "was edited" in tampered.stdout, tampered.stdout
+    finally:
+        s3.put_object(Bucket=BUCKET, Key=log_key, Body=original)
+    assert project.cli("plans", "verify").returncode == 0, "the local copy was never touched"

@@ -25,6 +25,7 @@ class Endpoint(NamedTuple):
     host: str
     port: int
     tls: ClusterTls = NO_TLS
+    reader_host: str | None = None
 
 
 def build_routing_map(
@@ -49,7 +50,8 @@ def build_routing_map(
         )
     cluster_names = sorted({c.name for c in desired.model.clusters} | {s.cluster for s in desired.tenants})
     clusters = {
-        name: ClusterRoute(endpoints[name].host, endpoints[name].port, endpoints[name].tls)
+        name: ClusterRoute(endpoints[name].host, endpoints[name].port, endpoints[name].tls,
+                           endpoints[name].reader_host)
         for name in cluster_names
         if name in endpoints
     }
@@ -84,7 +86,7 @@ def rfc3339(moment: datetime) -> str:
 
 
 def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
-    """Parse an endpoints file: ``{cluster: {"host", "port", "tls"?: {"mode", "ca_file"?}}}``."""
+    """Parse an endpoints file: ``{cluster: {"host", "port", "tls"?: {"mode", "ca_file"?}, "reader_host"?}}``."""
     if not isinstance(document, dict):
         raise InputError(f"{source}: must be a JSON object of cluster -> {{host, port}}")
     endpoints: dict[str, Endpoint] = {}
@@ -95,7 +97,7 @@ def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
         port = entry.get("port")
         if type(port) is not int or not 0 < port < 65536:
             raise InputError(f"{where}.port: must be an integer between 1 and 65535")
-        unknown = set(entry) - {"host", "port", "tls"}
+        unknown = set(entry) - {"host", "port", "tls", "reader_host"}
         if unknown:
             raise InputError(f"{where}: unknown member(s) {', '.join(sorted(unknown))}")
         tls = NO_TLS
@@ -107,5 +109,8 @@ def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
             if ca_file is not None and not isinstance(ca_file, str):
                 raise InputError(f"{where}.tls.ca_file: must be a path")
             tls = ClusterTls(raw["mode"], ca_file)
-        endpoints[name] = Endpoint(entry["host"], port, tls)
+        reader = entry.get("reader_host")
+        if reader is not None and (not isinstance(reader, str) or not reader):
+            raise InputError(f"{where}.reader_host: must be a non-empty string")
+        endpoints[name] = Endpoint(entry["host"], port, tls, reader)
     return endpoints

@@ -60,6 +60,7 @@ class ClusterRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str
     port: Port
     tls: ClusterTls = NO_TLS
+    reader_host: str | None = None  # the reader endpoint (same port and TLS), for later read routing
 
 
 class TenantRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -105,6 +106,8 @@ def content_document(clusters: dict[str, ClusterRoute], tenants: dict[str, Tenan
         if cluster.tls.ca_file is not None:
             tls["ca_file"] = cluster.tls.ca_file
         cluster_docs[name] = {"host": cluster.host, "port": cluster.port, "tls": tls}
+        if cluster.reader_host is not None:
+            cluster_docs[name]["reader_host"] = cluster.reader_host
     tenant_docs = {
         user: {
             "tenant": route.tenant,
@@ -197,6 +200,8 @@ def _checked(document: _Document, raw: bytes, fail: Fail) -> RoutingMap:
     for name, cluster in clusters.items():
         if not _HOST_RE.match(cluster.host):
             raise fail(f"clusters.{name}.host: must be a host name or IP address")
+        if cluster.reader_host is not None and not _HOST_RE.match(cluster.reader_host):
+            raise fail(f"clusters.{name}.reader_host: must be a host name or IP address")
     known_cidrs = _KNOWN_GOOD_CIDRS
     for user, route in document.tenants.items():
         if route.cluster not in clusters:
@@ -290,15 +295,20 @@ def _document_problem(document: Any, fail: Fail) -> RoutingMapError | None:
     return _clusters_problem(document["clusters"], fail) or _tenants_problem(document["tenants"], fail)
 
 
+_CLUSTER_KEYS = frozenset(ClusterRoute.__struct_fields__)
+
+
 def _clusters_problem(raw: Any, fail: Fail) -> RoutingMapError | None:
     if not isinstance(raw, dict):
         return fail("clusters: must be an object")
     for name, entry in raw.items():
         where = f"clusters.{name}"
-        if not isinstance(entry, dict) or not {"host", "port"} <= set(entry) <= {"host", "port", "tls"}:
-            return fail(f"{where}: must be an object with host, port and optional tls")
+        if not isinstance(entry, dict) or not {"host", "port"} <= set(entry) <= _CLUSTER_KEYS:
+            return fail(f"{where}: must be an object with host, port and optional tls and reader_host")
         if not isinstance(entry["host"], str):
             return fail(f"{where}.host: must be a host name or IP address")
+        if "reader_host" in entry and not isinstance(entry["reader_host"], str):
+            return fail(f"{where}.reader_host: must be a host name or IP address")
         port = entry["port"]
         if type(port) is not int or not 0 < port < 65536:
             return fail(f"{where}.port: must be an integer between 1 and 65535")

@@ -261,7 +261,9 @@ def cluster_endpoints(root: Path, model: Model) -> dict[str, Endpoint]:
         return {c.name: Endpoint(server.host, server.port)
                 for c in model.clusters for server in [running_local_server(state_dir, c.name)]}
     outputs = AppliedManifest(Workspace.at(root).applied_manifest).cluster_outputs() or {}
-    return {name: Endpoint(str(values["endpoint"]), int(values["port"])) for name, values in outputs.items()}
+    return {name: Endpoint(str(values["endpoint"]), int(values["port"]),
+                           reader_host=str(values["reader_endpoint"]) if values.get("reader_endpoint") else None)
+            for name, values in outputs.items()}
 
 
 def write_routes(root: Path, model: Model, path: Path | None = None) -> tuple[Path, int]:

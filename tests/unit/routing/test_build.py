@@ -92,3 +92,17 @@ def test_endpoints_file_parsing_names_the_field() -> None:
         endpoints_from_json({"a": {"host": "h", "port": "5432"}}, "ep.json")
     with pytest.raises(InputError, match=r"ep.json: a.tls.mode"):
         endpoints_from_json({"a": {"host": "h", "port": 1, "tls": {"mode": "prefer"}}}, "ep.json")
+
+
+def test_reader_endpoints_are_listed_and_survive_a_round_trip() -> None:
+    endpoints = {**ENDPOINTS, "shared-01": Endpoint("w.example", 5432, reader_host="ro.example")}
+    routing_map = build_routing_map(desired(), endpoints, now=T0)
+    assert routing_map.clusters["shared-01"].reader_host == "ro.example"
+    assert routing_map.clusters["vip"].reader_host is None
+    text = serialize(routing_map)
+    assert b'"reader_host":"ro.example"' in (text if isinstance(text, bytes) else text.encode())
+    assert parse_map(text, "routes.json").clusters["shared-01"].reader_host == "ro.example"
+    parsed = endpoints_from_json({"a": {"host": "w", "port": 5432, "reader_host": "r"}}, "endpoints.json")
+    assert parsed["a"].reader_host == "r"
+    with pytest.raises(InputError, match="reader_host"):
+        endpoints_from_json({"a": {"host": "w", "port": 5432, "reader_host": 7}}, "endpoints.json")

@@ -71,6 +71,8 @@ def test_hand_formatted_file_is_accepted_through_the_slow_checksum_path() -> Non
         (lambda d: d["clusters"]["c1"].update(port=70000), "clusters.c1.port"),
         (lambda d: d["clusters"]["c1"].update(tls={"mode": "prefer"}), "clusters.c1.tls.mode"),
         (lambda d: d["clusters"]["c1"].update(host="bad host; rm -rf"), "clusters.c1.host"),
+        (lambda d: d["clusters"]["c1"].update(reader_host="bad host; rm -rf"), "clusters.c1.reader_host"),
+        (lambda d: d["clusters"]["c1"].update(reader_host=5), "clusters.c1"),
     ],
 )
 def test_invalid_content_is_refused_naming_the_field(edit: Any, message: str) -> None:

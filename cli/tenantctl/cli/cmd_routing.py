@@ -243,6 +243,10 @@ def proxy(
              "/healthz stay responsive on a saturated CPU (default 5; 0 where the proxy shares a host "
              "flat with other busy processes)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    control_socket: Path | None = typer.Option(
+        None, "--control-socket",
+        help="Unix socket (created 0600, root or the proxy's user only) for `tenantctl proxy-control`: pause "
+             "and resume one tenant's new connections, reload the map now, status."),
 ) -> None:
     """Run the tenant-routing PostgreSQL proxy (help text: PROXY_HELP)."""
     from tenantctl.proxy.app import ProxyConfig, parse_address, run_proxy
@@ -261,6 +265,7 @@ def proxy(
         drain_timeout=drain_timeout, watch_interval=watch_interval, max_startup_packet=max_startup_packet,
         max_pending_handshakes=max_pending_handshakes, max_pending_per_address=max_pending_per_address,
         relay=relay, relay_threads=relay_threads, relay_nice=relay_nice,  # type: ignore[arg-type]  # checked above
+        control_socket=control_socket,
     )
 
     def started(port: int, admin_port: int | None) -> None:
@@ -270,7 +275,76 @@ def proxy(
     run_proxy(config, started)
 
 
+control_app = typer.Typer(
+    name="proxy-control",
+    help=("Control a running proxy through its --control-socket: pause or resume one tenant's new "
+          "connections (queued, not refused; a pause ends by itself after --max-seconds), reload the "
+          "routing map now, show paused tenants and open sessions."),
+    no_args_is_help=True,
+)
+SOCKET_OPTION = typer.Option(..., "--socket", "-s", help="The proxy's --control-socket path.")
+
+
+def _control(socket_path: Path, document: dict[str, object], output: OutputFormat) -> dict[str, object]:
+    from tenantctl.proxy.control import request
+
+    answer = request(socket_path, document)
+    if output is OutputFormat.json:
+        print_json(answer)
+    return answer
+
+
+@control_app.command("pause")
+def control_pause(
+    tenant: str = typer.Argument(..., help="Tenant name (as in the clients file)."),
+    socket_path: Path = SOCKET_OPTION,
+    max_seconds: float = typer.Option(10.0, "--max-seconds", help="The pause ends by itself after this long "
+                                      "(at most 600)."),
+    reason: str = typer.Option("", "--reason", help="Shown in status and the proxy's log."),
+    output: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Hold TENANT's new connections (existing sessions go on) until resumed or --max-seconds pass."""
+    answer = _control(socket_path, {"op": "pause", "tenant": tenant, "max_seconds": max_seconds,
+                                    "reason": reason}, output)
+    if output is OutputFormat.text:
+        out.print(f"{tenant} paused; resumes by itself in {answer['pause']['resumes_in_s']:.1f}s",  # type: ignore[index]
+                  markup=False)
+
+
+@control_app.command("resume")
+def control_resume(tenant: str = typer.Argument(...), socket_path: Path = SOCKET_OPTION,
+                   output: OutputFormat = FORMAT_OPTION) -> None:
+    """Release TENANT's queued connections; they are routed with the map in force now."""
+    answer = _control(socket_path, {"op": "resume", "tenant": tenant}, output)
+    if output is OutputFormat.text:
+        resumed = answer.get("resumed")
+        out.print(f"{tenant} resumed after {resumed['paused_seconds']:.3f}s ({resumed['queued']} queued)"  # type: ignore[index]
+                  if resumed else f"{tenant} was not paused", markup=False)
+
+
+@control_app.command("reload")
+def control_reload(socket_path: Path = SOCKET_OPTION, output: OutputFormat = FORMAT_OPTION) -> None:
+    """Re-read the routing map now (as SIGHUP does) and tell which serial is served."""
+    answer = _control(socket_path, {"op": "reload"}, output)
+    if output is OutputFormat.text:
+        out.print(f"serving routing map serial {answer['serial']}", markup=False)
+
+
+@control_app.command("status")
+def control_status(socket_path: Path = SOCKET_OPTION, output: OutputFormat = FORMAT_OPTION) -> None:
+    """Paused tenants (queued connections, time left) and open sessions per tenant."""
+    answer = _control(socket_path, {"op": "status"}, output)
+    if output is OutputFormat.text:
+        out.print(f"routing map serial {answer['serial']}", markup=False)
+        for tenant, pause in (answer.get("paused") or {}).items():  # type: ignore[attr-defined]
+            out.print(f"paused {tenant}: {pause['queued']} queued, {pause['paused_for_s']:.1f}s so far, "
+                      f"resumes in {pause['resumes_in_s']:.1f}s", markup=False)
+        for tenant, count in (answer.get("sessions") or {}).items():  # type: ignore[attr-defined]
+            out.print(f"sessions {tenant}: {count}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.add_typer(routes_app, name="routes")
     app.command("proxy", help=PROXY_HELP)(proxy)
+    app.add_typer(control_app, name="proxy-control")

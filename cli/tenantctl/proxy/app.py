@@ -10,12 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tenantctl.errors import InputError
 from tenantctl.proxy.admin import AdminServer
 from tenantctl.proxy.admission import DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_ADDRESS
+from tenantctl.proxy.control import ControlServer
 from tenantctl.proxy.metrics import Metrics
 from tenantctl.proxy.native import RelayMode, choose_relay_nice, choose_threads
+from tenantctl.proxy.pause import DEFAULT_MAX_PAUSE_S
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.server import ProxyOptions, ProxyServer
 from tenantctl.proxy.tls import server_context
@@ -43,6 +46,7 @@ class ProxyConfig:
     relay_threads: int | None = None
     relay_nice: int | None = None  # default RELAY_NICE_DEFAULT
     watch_interval: float | None = None  # default: 1 s for files, 10 s for S3
+    control_socket: Path | None = None  # Unix socket for pause/resume/reload (proxy/control.py)
 
 
 def parse_address(value: str, option: str) -> tuple[str, int]:
@@ -77,6 +81,7 @@ class ProxyRuntime:
         self.routes = RouteTable(config.routes, self.metrics)
         self.server: ProxyServer | None = None
         self.admin: AdminServer | None = None
+        self.control: ControlServer | None = None
         self._stop = asyncio.Event()
 
     def health(self) -> tuple[bool, dict[str, object]]:
@@ -91,7 +96,34 @@ class ProxyRuntime:
 
     def render_metrics(self) -> str:
         assert self.server is not None
-        return self.metrics.render(self.server.live_links(), draining=self.server.draining)
+        return self.metrics.render(self.server.live_links(), draining=self.server.draining,
+                                   pauses=self.server.pauses)
+
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control-socket request (see proxy/control.py); ValueError/KeyError become error answers."""
+        assert self.server is not None
+        pauses = self.server.pauses
+        op = request["op"]
+        if op == "status":
+            sessions = {tenant: stats.current for tenant, stats in sorted(self.metrics.tenants.items())
+                        if stats.current > 0}
+            return {**pauses.status(), "serial": self.metrics.map_serial, "sessions": sessions}
+        if op == "reload":
+            changed = await self.routes.reload(force=True)
+            return {"changed": changed, "serial": self.metrics.map_serial}
+        tenant = request.get("tenant")
+        if not isinstance(tenant, str) or not tenant:
+            raise ValueError(f"{op}: a tenant is required")
+        if op == "resume":
+            return {"resumed": pauses.resume(tenant)}
+        if op == "pause":
+            if tenant not in {route.tenant for route in self.routes.get().tenants.values()}:
+                raise ValueError(f"pause: tenant {tenant!r} is not in the routing map")
+            max_seconds = float(request.get("max_seconds", DEFAULT_MAX_PAUSE_S))
+            paused = pauses.pause(tenant, max_seconds, str(request.get("reason", "")))
+            log.info("tenant %s paused (at most %.1fs): %s", tenant, max_seconds, paused["reason"] or "no reason")
+            return {"pause": paused}
+        raise ValueError(f"unknown op {op!r}: pause, resume, reload or status")
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -121,6 +153,9 @@ class ProxyRuntime:
             self.admin = AdminServer(health=self.health, metrics=self.render_metrics)
             await self.admin.start(*config.admin)
             admin_port = self.admin.port
+        if config.control_socket is not None:
+            self.control = ControlServer(config.control_socket, self.handle_control)
+            await self.control.start()
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task[bool]] = set()
 
@@ -145,6 +180,9 @@ class ProxyRuntime:
         await self._stop.wait()
         log.info("draining: no new connections; waiting up to %.0fs for %d sessions", config.drain_timeout,
                  len(self.server.links) + len(self.server.handshakes))
+        self.server.pauses.resume_all()  # queued connections go on (or meet the drain) rather than hang
+        if self.control is not None:
+            self.control.close()
         forced = await self.server.drain()
         self.server.close()
         watcher.cancel()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tenantctl.proxy.pause import TenantPauses
 
 
 class ByteCounters(Protocol):
@@ -65,7 +68,8 @@ class Metrics:
         for key in [k for k in self.rejections if k[1] and not keep(k[1])]:
             del self.rejections[key]
 
-    def render(self, live: Iterable[ByteCounters], *, draining: bool = False) -> str:
+    def render(self, live: Iterable[ByteCounters], *, draining: bool = False,
+               pauses: TenantPauses | None = None) -> str:
         live_in: dict[str, int] = {}
         live_out: dict[str, int] = {}
         for session in live:
@@ -112,6 +116,20 @@ class Metrics:
         lines.append(f"tenantctl_proxy_routing_map_loaded_timestamp_seconds {self.map_loaded_at:.3f}")
         family("tenantctl_proxy_draining", "gauge", "1 while the proxy drains after SIGTERM.")
         lines.append(f"tenantctl_proxy_draining {int(draining)}")
+        if pauses is not None:
+            queued = pauses.queued()
+            family("tenantctl_proxy_paused_tenants", "gauge", "Tenants whose new connections are held.")
+            lines.append(f"tenantctl_proxy_paused_tenants {len(queued)}")
+            family("tenantctl_proxy_paused_connections", "gauge", "Connections waiting for a paused tenant.")
+            for tenant, count in queued.items():
+                lines.append(f'tenantctl_proxy_paused_connections{{tenant="{_escape(tenant)}"}} {count}')
+            family("tenantctl_proxy_pauses_total", "counter", "Ended pauses: resumed, or expired at their maximum.")
+            for how, count in sorted(pauses.stats.ended.items()):
+                lines.append(f'tenantctl_proxy_pauses_total{{ended="{how}"}} {count}')
+            family("tenantctl_proxy_pause_seconds_total", "counter", "Time tenants spent paused (ended pauses).")
+            lines.append(f"tenantctl_proxy_pause_seconds_total {pauses.stats.seconds_total:.6f}")
+            family("tenantctl_proxy_pause_longest_seconds", "gauge", "The longest pause so far.")
+            lines.append(f"tenantctl_proxy_pause_longest_seconds {pauses.stats.longest_s:.6f}")
         return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from tenantctl.proxy.logsafe import printable
 from tenantctl.proxy.metrics import Metrics
 from tenantctl.proxy.mock_auth import MockAuth
 from tenantctl.proxy.native import RELAY_NICE_DEFAULT, NativeRelay, RelayMode, native_available
+from tenantctl.proxy.pause import TenantPauses
 from tenantctl.proxy.routes import RouteTable
 from tenantctl.proxy.tls import BackendContexts
 
@@ -210,6 +211,7 @@ class ClientHandshake(asyncio.Protocol):
         self.session = s.Session(
             client_address=address, routes=proxy.routes.get, admission=proxy.admission,
             cancel_keys=proxy.cancel_keys, policy=proxy.policy, mock_auth=proxy.mock_auth,
+            paused=proxy.pauses.is_paused,
         )
         proxy.metrics.client_connections_total += 1
         proxy.handshakes.add(self)
@@ -260,6 +262,8 @@ class ClientHandshake(asyncio.Protocol):
                 self._spawn(self._start_backend_tls(action.target))
             elif isinstance(action, s.ForwardCancel):
                 self.proxy.forward_cancel(action.target, action.pid, action.secret)
+            elif isinstance(action, s.WaitForResume):
+                self._spawn(self._wait_for_resume(action.tenant))
             elif isinstance(action, s.Relay):
                 self._relay()
             elif isinstance(action, s.Close):
@@ -288,6 +292,17 @@ class ClientHandshake(asyncio.Protocol):
         if not self._admitted and self.session.tenant is not None:
             self._admitted = True
             self.proxy.metrics.admitted(self.session.tenant)
+
+    async def _wait_for_resume(self, tenant: str) -> None:
+        self._cancel_timer()  # the pause has its own maximum; the startup timeout starts again after it
+        admitted = await self.proxy.pauses.wait(tenant)
+        if self._closed:
+            return
+        if not admitted:
+            self.run(self.session.queue_full())
+            return
+        self._timer = self.loop.call_later(self.proxy.options.startup_timeout, self._timeout)
+        self.run(self.session.resumed())
 
     async def _connect(self, target: BackendTarget) -> None:
         try:
@@ -401,6 +416,7 @@ class ProxyServer:
                                    max_pending_per_address=options.max_pending_per_address)
         self.cancel_keys = CancelKeys()
         self.mock_auth = MockAuth()
+        self.pauses = TenantPauses()
         self.backend_tls = BackendContexts()
         self.policy = s.SessionPolicy(
             tls_available=options.server_tls is not None, require_tls=options.require_tls,

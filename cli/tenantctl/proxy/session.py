@@ -84,6 +84,13 @@ class ForwardCancel:
 
 
 @dataclass(frozen=True)
+class WaitForResume:
+    """The tenant is paused: hold the connection until its pause ends, then call ``Session.resumed``."""
+
+    tenant: str
+
+
+@dataclass(frozen=True)
 class Relay:
     """The handshake is over: copy bytes both ways from now on."""
 
@@ -96,11 +103,12 @@ class Close:
 
 
 Action = (SendToClient | SendToBackend | StartClientTls | ConnectBackend | StartBackendTls | ForwardCancel
-          | Relay | Close | Rejected)
+          | WaitForResume | Relay | Close | Rejected)
 
 
 class State(enum.Enum):
     STARTUP = "startup"
+    PAUSED = "paused"  # routed to a paused tenant: waiting for the pause to end
     CONNECTING = "connecting"
     BACKEND_TLS = "backend_tls"
     AUTHENTICATING = "authenticating"
@@ -173,8 +181,11 @@ class Session:
         cancel_keys: CancelKeys,
         policy: SessionPolicy = SessionPolicy(),
         mock_auth: MockAuth | None = None,
+        paused: Callable[[str], bool] | None = None,
     ) -> None:
         self.client_address = client_address
+        self._paused = paused
+        self._held_startup: wire.StartupMessage | None = None  # while PAUSED
         self._routes = routes
         self._admission = admission
         self._cancel_keys = cancel_keys
@@ -191,6 +202,7 @@ class Session:
         self.rejection: Reason | None = None
         self.cancel_dropped = False  # a CancelRequest with an unknown key (dropped silently)
         self.rejected_tenant: str | None = None  # only for tenants that exist (never the raw user)
+        self.tenant_waiting: str | None = None  # the paused tenant this connection waits for
         self._buffer = bytearray()
         self._pending_to_backend = bytearray()
         self._startup: bytes = b""
@@ -205,6 +217,12 @@ class Session:
         if self.state is State.STARTUP:
             self._buffer += data
             return self._read_startup_packets()
+        if self.state is State.PAUSED:
+            self._buffer += data
+            if len(self._buffer) > self._policy.max_pending_bytes:
+                return self._refuse(Reason.MALFORMED_STARTUP, wire.encode_error(
+                    "08P01", "too much data before authentication"))
+            return []
         if self.state in (State.CONNECTING, State.BACKEND_TLS):
             self._pending_to_backend += data
             if len(self._pending_to_backend) > self._policy.max_pending_bytes:
@@ -230,6 +248,18 @@ class Session:
             return [SendToClient(wire.encode_error("08P01", "canceling authentication due to timeout")), Close()]
         return self._refuse(Reason.STARTUP_TIMEOUT, wire.encode_error(
             "08P01", "canceling authentication due to timeout"))
+
+    def resumed(self) -> list[Action]:
+        """The tenant's pause ended: route again with the map in force now (it may have moved)."""
+        if self.state is not State.PAUSED or self._held_startup is None:
+            return []
+        startup, self._held_startup = self._held_startup, None
+        self.state = State.STARTUP
+        return self._route(startup)
+
+    def queue_full(self) -> list[Action]:
+        """The paused tenant's queue is full: refused like a connection over its limit."""
+        return self._refuse(Reason.TOO_MANY_CONNECTIONS, _too_many(self.user or ""), tenant=self.tenant_waiting)
 
     # --- events from the backend ----------------------------------------------------------------
 
@@ -377,6 +407,11 @@ class Session:
         cluster = routing_map.clusters.get(route.cluster)
         if cluster is None:  # cannot happen with a validated map
             return self._refuse(Reason.UNKNOWN_TENANT, refusal)
+        if self._paused is not None and self._paused(route.tenant):
+            self.state = State.PAUSED
+            self._held_startup = startup
+            self.tenant_waiting = route.tenant
+            return [WaitForResume(route.tenant)]
         if not self._admission.has_room(route.tenant, route.max_connections):
             return self._refuse(Reason.TOO_MANY_CONNECTIONS, _too_many(user), tenant=route.tenant)
         if not self._admission.try_begin_handshake(self.client_address):

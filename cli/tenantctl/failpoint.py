@@ -23,6 +23,10 @@ POINTS = {
     "postgres-database-created": "the native engine created a database (connections disabled); its privileges, "
                                  "opening and schema grants not yet applied",
     "routes-before-write": "Terraform and Postgres applied; the routing map not yet written",
+    "move-prepared": "a move created the tenant's objects and schema on the target; not yet recorded",
+    "move-copied": "a move's initial copy finished; not yet recorded",
+    "move-fenced": "a move's cut-over paused the tenant and disabled its login on the source; map not switched",
+    "move-switched": "a move's cut-over wrote the switched routing map; not yet recorded, proxy not resumed",
 }
 
 _ARMED = frozenset(name.strip() for name in os.environ.get(ENV, "").split(",") if name.strip())

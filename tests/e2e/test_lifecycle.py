@@ -125,11 +125,11 @@ class Project:
         assert f"failpoint {point}: SIGKILL" in done.stderr
         return done.stderr
 
-    def start_proxy(self) -> None:
+    def start_proxy(self, *extra: str) -> None:
         log = (self.root / "proxy.log").open("w")
         self.proxy = subprocess.Popen(
             self.argv("proxy", "--routes", ".tenantctl/routes.json", "--listen", "127.0.0.1:0",
-                      "--watch-interval", "0.2"),
+                      "--watch-interval", "0.2", *extra),
             cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -211,10 +211,66 @@ def status(
     out.print(table)
 
 
+def move(
+    name: str = typer.Argument(..., help="The tenant to move."),
+    to: str = typer.Option(..., "--to", help="The cluster to move it to (a key of `clusters`)."),
+    proxy_socket: list[Path] = typer.Option([], "--proxy-socket", help="The --control-socket of each proxy "
+                                            "serving the tenant (repeat for several proxies)."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds the cut-over may take (open "
+                                  "transactions to end, replication to catch up); beyond it the tenant resumes "
+                                  "on its cluster, nothing changed."),
+    copy_timeout: float = typer.Option(3600.0, "--copy-timeout", help="Seconds the initial copy may take."),
+    plan_only: bool = typer.Option(False, "--plan-only", help="Show what the move will do; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    clients: Path | None = CLIENTS_OPTION,
+    output: OutputFormat = FORMAT_OPTION,
+) -> None:
+    """Move a live tenant to another cluster with logical replication and a short pause at the proxy.
+
+    prepare (roles, databases, grants, schema on the target) -> copy (initial copy, then streaming) ->
+    cut-over (the proxy queues the tenant's new connections; open transactions get --timeout to end;
+    login disabled on the source and its sessions ended with 57P01; catch-up verified by row counts and
+    row hashes of every table; sequences copied; routing map switched; proxy reloaded and resumed) ->
+    finish (replication objects removed, source databases renamed to archive names and kept, the
+    clients file pins the tenant to the target). Each step is in .tenantctl/moves.jsonl: rerunning the
+    same command after a crash resumes or undoes a half-done cut-over. A timeout or failure before the
+    switch leaves the tenant on its cluster and the map unchanged (exit 3). Then run `tenantctl plan`:
+    its IAM policy names the new cluster.
+    """
+    from tenantctl.workflow.move import MoveOptions
+    from tenantctl.workflow.move import move as run_move
+
+    options = MoveOptions(timeout=timeout, copy_timeout=copy_timeout, proxy_sockets=tuple(proxy_socket),
+                          plan_only=plan_only)
+    if not plan_only and not yes:
+        if not sys.stdin.isatty():
+            raise RefusedError("move needs confirmation and stdin is not a terminal", hint="pass --yes")
+        if not typer.confirm(f"Move {name} to {to} (a pause of up to {timeout:.0f}s at the cut-over)?",
+                             default=False, err=True):
+            raise typer.Exit(1)
+    result = run_move(Path.cwd(), _clients(clients), name, to, options=options,
+                      progress=_say(output is OutputFormat.json))
+    if output is OutputFormat.json:
+        print_json(result.to_json())
+        return
+    if result.plan_only:
+        out.print(f"move {name}: {result.source} -> {result.target} (plan only, nothing changed)", markup=False)
+        for line in result.steps:
+            out.print(f"  {line}", markup=False)
+        return
+    pause = f", paused {result.pause_seconds:.3f}s" if result.pause_seconds is not None else ""
+    out.print(f"{name}: moved {result.source} -> {result.target}{pause}"
+              f"{' (resumed run)' if result.resumed_run else ''}", markup=False)
+    for database, archived in sorted(result.archived.items()):
+        out.print(f"  {database} on {result.source} kept as {archived}", markup=False)
+    out.print("next: `tenantctl plan` (the tenant's IAM policy names its new cluster)", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("onboard")(onboard)
     app.command("offboard")(offboard)
+    app.command("move")(move)
     app.command("restore")(restore)
     app.command("purge")(purge)
     app.command("status")(status)

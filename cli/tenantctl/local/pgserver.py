@@ -291,6 +291,12 @@ def _write_config(data_dir: Path, port: int, *, unsafe_fast: bool, max_connectio
         f"max_connections = {max_connections}",
         "shared_buffers = '64MB'",
         "log_line_prefix = '%m [%p] %q%u@%d '",
+        # `tenantctl move` copies a tenant with logical replication (Aurora: rds.logical_replication = 1).
+        "wal_level = logical",
+        "max_replication_slots = 32",
+        "max_wal_senders = 32",
+        "max_logical_replication_workers = 16",
+        "wal_receiver_status_interval = '1s'",
     ]
     if unsafe_fast:
         lines += ["fsync = off", "full_page_writes = off", "synchronous_commit = off"]

@@ -162,3 +162,26 @@ def remove_tenant(text: str, filename: str, name: str) -> str:
         if rest is not None:
             start, end = _line_start(text, start), rest.end()
     return text[:start] + text[end:]
+
+
+def set_tenant_cluster(text: str, filename: str, name: str, cluster: str) -> str:
+    """Return ``text`` with tenant ``name`` pinned to ``cluster`` (its `cluster` value replaced, or added
+    as the block's first field); every other byte is unchanged."""
+    root = _parse(text, filename)
+    items: list[Node] = _clients(root, filename).value
+    item = next((i for i in items if i.kind == "object" and "name" in i.value and i.value["name"].value == name),
+                None)
+    if item is None:
+        raise InputError(f"tenant `{name}` is not in {filename}")
+    value = json.dumps(cluster) if is_json_path(filename) else dumps_hcl_string(cluster)
+    existing: Node | None = item.value.get("cluster")
+    if existing is not None:
+        return text[: existing.pos] + value + text[existing.end :]
+    if is_json_path(filename):
+        return text[: item.pos + 1] + f' "cluster": {value},' + text[item.pos + 1 :]
+    name_key = (item.key_pos or {}).get("name", item.value["name"].pos)
+    block = text[item.pos : item.end]
+    if "\n" in block:
+        indent = _indent_of(text, name_key) or "    "
+        return text[: item.pos + 1] + f"\n{indent}cluster = {value}" + text[item.pos + 1 :]
+    return text[: item.pos + 1] + f" cluster = {value}," + text[item.pos + 1 :]

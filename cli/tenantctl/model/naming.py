@@ -37,3 +37,9 @@ def secret_name(settings: Settings, tenant: str) -> str:
 def archived_database(name: str, stamp: str) -> str:
     """Name an offboarded database is renamed to; ``stamp`` is YYYYMMDD."""
     return f"{name}__archived_{stamp}"
+
+
+def moved_database(name: str, stamp: str) -> str:
+    """Name a moved tenant's source database is renamed to (kept for rollback); ``stamp`` is the move's
+    UTC start, ``YYYYMMDDtHHMMSSz``."""
+    return f"{name}__moved_{stamp}"

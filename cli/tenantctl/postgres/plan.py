@@ -62,9 +62,11 @@ class Orphan:
     name: str
     tenant: str | None
     reason: str
+    archived: str | None = None  # the offboarding or move run whose archive this database is
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "tenant": self.tenant, "reason": self.reason}
+        return {"kind": self.kind, "name": self.name, "tenant": self.tenant, "reason": self.reason,
+                "archived": self.archived}
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class PgPlan:
         return cls(
             cluster=str(document["cluster"]),
             actions=tuple(Action.from_json(a) for a in document["actions"]),
-            orphans=tuple(Orphan(o["kind"], o["name"], o.get("tenant"), o["reason"])
+            orphans=tuple(Orphan(o["kind"], o["name"], o.get("tenant"), o["reason"], o.get("archived"))
                           for o in document.get("orphans", [])),
             fingerprint=str(document["fingerprint"]), deep=bool(document.get("deep", False)),
             inspected_databases=tuple(document.get("inspected_databases", [])),

@@ -138,12 +138,13 @@ def find_orphans(desired: DesiredState, cluster: str, observed: ObservedCluster)
         marker = Marker.parse(database.comment)
         if marker and database.name not in wanted_databases:
             if marker.archived:
-                reason = f"archive of offboarded tenant {marker.tenant!r} (run {marker.archived}); purge drops it"
+                reason = (f"archive of tenant {marker.tenant!r}'s database (run {marker.archived}: offboarded or "
+                          "moved); kept")
             elif marker.tenant not in tenants:
                 reason = f"tenant {marker.tenant!r} is not in the clients file for cluster {cluster!r}"
             else:
                 reason = "database no longer enabled for its tenant"
-            orphans.append(Orphan("database", database.name, marker.tenant, reason))
+            orphans.append(Orphan("database", database.name, marker.tenant, reason, archived=marker.archived))
     return tuple(orphans)
 
 

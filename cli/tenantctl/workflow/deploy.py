@@ -94,7 +94,8 @@ class PostgresSection:
         violations = []
         for plan in plans:
             for orphan in plan.orphans:
-                if orphan.kind == "database" and placed.get(orphan.tenant or "", plan.cluster) != plan.cluster:
+                if (orphan.kind == "database" and orphan.archived is None
+                        and placed.get(orphan.tenant or "", plan.cluster) != plan.cluster):
                     violations.append(guard.Violation(
                         self.name, orphan.name, "database", "strand",
                         f"database {orphan.name} of tenant {orphan.tenant!r} holds its data on cluster "

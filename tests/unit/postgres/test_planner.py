@@ -221,4 +221,5 @@ def test_archives_are_reported_as_archives_not_as_unknown_orphans(desired_of: Ca
                                Marker("gone", archived="20261203T101010Z").render())
     observed = replace(base, databases={**base.databases, archive.name: archive})
     (orphan,) = compute_plan(desired, "main", observed, secret_names=secrets_of(desired)).orphans
-    assert orphan.name == archive.name and "archive of offboarded tenant 'gone'" in orphan.reason
+    assert orphan.name == archive.name and "archive of tenant 'gone'" in orphan.reason
+    assert orphan.archived == "20261203T101010Z"

@@ -190,8 +190,12 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         # --- SIGKILL in the cut-over (paused, login disabled), then after the map was written --------
         project.kill_at(move, "move-fenced")
         assert project.routes()["mover"]["cluster"] == "shared-01"
+        status = json.loads(project.ok("status", "--format", "json").stdout)
+        states = {t["tenant"]: t["state"] for t in status["tenants"]}
+        assert states["mover"] == "moving shared-01 -> shared-02: cutting over" and states["steady"] == "active"
         project.kill_at(move, "move-switched")  # the rerun first undoes the half-done cut-over
         assert project.routes()["mover"]["cluster"] == "shared-02"
+        project.ok("verify")  # a tenant in motion is checked where the map sends it
         done = project.ok(*move, "--format", "json")
         result = json.loads(done.stdout)
         assert result["resumed"] and result["target"] == "shared-02"
@@ -201,7 +205,7 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         assert replication_leftovers(project) == []
 
         # --- back again: crashes while preparing and after the copy, then a clean cut-over -----------
-        back = ("move", "mover", "--to", "shared-01", "--proxy-socket", str(socket_path), "--yes")
+        back = ("move", "mover", "--rollback", "--proxy-socket", str(socket_path), "--yes")
         project.kill_at(back, "move-prepared")
         project.kill_at(back, "move-copied")
         started = time.monotonic()

@@ -34,11 +34,15 @@ DEFAULT_PLAN = Path("plans") / "postgres.json"
 class _Context:
     """What every command here needs: the model, its desired state, cluster resolver, secret store."""
 
-    def __init__(self, clients: Path, state_dir: Path, *, need_secrets: bool = True) -> None:
+    def __init__(self, clients: Path, state_dir: Path, *, need_secrets: bool = True, as_routed: bool = False) -> None:
         from tenantctl.model import load_model
         from tenantctl.model.desired import desired_state
 
         self.model = load_model(clients)
+        if as_routed:  # a tenant in the middle of a move is where the routing map sends it
+            from tenantctl.workflow.move import as_routed as routed_model
+
+            self.model = routed_model(state_dir.absolute().parent, self.model)
         self.desired = desired_state(self.model)
         self.state_dir = state_dir
         self.resolver = self._resolver()
@@ -168,12 +172,13 @@ def verify(
 
     Own databases must accept, others must refuse; SET ROLE to other tenants' roles must fail. Prints an
     N×N matrix; exits 5 on any breach, 1 if a tenant cannot reach its own database. IAM-auth tenants get
-    a temporary verification-only password for the duration of the check (removed afterwards).
+    a temporary verification-only password for the duration of the check (removed afterwards). A tenant
+    whose move already switched the routing map is checked on its new cluster.
     """
     from tenantctl.postgres.verify import verification_passwords
     from tenantctl.postgres.verify import verify as run_verify
 
-    context = _Context(clients, state_dir)
+    context = _Context(clients, state_dir, as_routed=True)
     endpoint = _parse_via(via) if via else None
     with err.status(f"verifying isolation of {len(context.desired.tenants)} tenants…"), \
             verification_passwords(context.desired, context.resolver, context.secrets) as password_for:

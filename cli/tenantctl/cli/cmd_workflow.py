@@ -213,7 +213,10 @@ def status(
 
 def move(
     name: str = typer.Argument(..., help="The tenant to move."),
-    to: str = typer.Option(..., "--to", help="The cluster to move it to (a key of `clusters`)."),
+    to: str | None = typer.Option(None, "--to", help="The cluster to move it to (a key of `clusters`).",
+                                  show_default=False),
+    rollback: bool = typer.Option(False, "--rollback", help="Move it back to where its last finished move took "
+                                  "it from (with the same guarantees: a new copy, replicated from where it is now)."),
     proxy_socket: list[Path] = typer.Option([], "--proxy-socket", help="The --control-socket of each proxy "
                                             "serving the tenant (repeat for several proxies)."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds the cut-over may take (open "
@@ -237,8 +240,12 @@ def move(
     switch leaves the tenant on its cluster and the map unchanged (exit 3). Then run `tenantctl plan`:
     its IAM policy names the new cluster.
     """
-    from tenantctl.workflow.move import MoveOptions
+    from tenantctl.workflow.move import MoveOptions, rollback_target
     from tenantctl.workflow.move import move as run_move
+
+    if (to is None) == (not rollback):
+        raise InputError("give either --to CLUSTER or --rollback")
+    to = to or rollback_target(Path.cwd(), name)
 
     options = MoveOptions(timeout=timeout, copy_timeout=copy_timeout, proxy_sockets=tuple(proxy_socket),
                           plan_only=plan_only)

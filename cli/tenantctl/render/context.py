@@ -36,6 +36,11 @@ class ClusterView:
     final_snapshot_identifier: str
     tags: Mapping[str, str]
 
+    @property
+    def parameter_family(self) -> str:
+        """The cluster parameter group family of its engine version (15.4 -> aurora-postgresql15)."""
+        return "aurora-postgresql" + self.engine_version.split(".", 1)[0]
+
 
 @dataclass(frozen=True)
 class GrantView:

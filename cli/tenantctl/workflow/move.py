@@ -177,6 +177,41 @@ def runs(ledger: Ledger, tenant: str) -> list[Run]:
     return sorted(result, key=lambda r: (r.started.at, r.run_id))
 
 
+def in_motion(root: Path) -> dict[str, Run]:
+    """Tenants with an unfinished move, and that move."""
+    ledger = Ledger(root / LEDGER_FILE)
+    tenants = {entry.tenant for entry in ledger.entries() if entry.step == STARTED}
+    found = {}
+    for tenant in sorted(tenants):
+        unfinished = [r for r in runs(ledger, tenant) if not r.finished]
+        if unfinished:
+            found[tenant] = unfinished[-1]
+    return found
+
+
+def phase(run: Run) -> str:
+    """Where an unfinished move stands, in the words of the phases."""
+    if run.cutover_open:
+        return "cutting over"
+    if run.done(SWITCHED) is not None:
+        return "finishing (routed to the target)"
+    if run.done(COPIED):
+        return "copied, cut-over pending" + (" (last one aborted)" if run.done(CUTOVER_ABORTED) else "")
+    if run.done(PREPARED):
+        return "copying"
+    return "preparing"
+
+
+def as_routed(root: Path, model: Model) -> Model:
+    """``model`` with each tenant whose unfinished move already switched the map placed on its target:
+    where its connections go, and where `verify` must find it."""
+    for tenant, run in in_motion(root).items():
+        switched = run.done(SWITCHED) is not None or routed_cluster(root, tenant, model) == run.target
+        if switched and any(t.name == tenant for t in model.tenants):
+            model = _moved(model, tenant, run.target)
+    return model
+
+
 def _moved(model: Model, tenant: str, cluster: str) -> Model:
     tenants = tuple(replace(t, cluster=cluster, cluster_pinned=True) if t.name == tenant else t
                     for t in model.tenants)
@@ -203,6 +238,15 @@ def plan_steps(tenant: str, source: str, target: str, databases: list[str]) -> l
         f"finish: remove the replication objects, rename the databases on {source} to archive names "
         f"(kept), pin {tenant} to {target} in the clients file",
     ]
+
+
+def rollback_target(root: Path, name: str) -> str:
+    """Where ``--rollback`` takes ``name``: back to the source of its last finished move, by moving it
+    again (a fresh copy replicated from where it is now; the old source's archive stays as it is)."""
+    finished = [r for r in runs(Ledger(root / LEDGER_FILE), name) if r.finished]
+    if not finished:
+        raise InputError(f"{name} has no finished move to roll back", hint="`tenantctl status` shows moves")
+    return finished[-1].source
 
 
 def move(root: Path, clients_file: Path, name: str, target: str, *, options: MoveOptions | None = None,

@@ -27,7 +27,7 @@ WAITING = "waiting for its cluster"
 @dataclass(frozen=True)
 class TenantStatus:
     tenant: str
-    state: str  # active | offboarded | purged | offboarding | restoring
+    state: str  # active | moving ... | offboarded | purged | offboarding | restoring
     cluster: str
     databases: tuple[str, ...]
     auth: str
@@ -96,8 +96,11 @@ def tenant_status(root: Path, model: Model) -> StatusReport:
     except TenantctlError:
         routing = None
     routed_users = set(routing.tenants) if routing else set()
+    from tenantctl.workflow.move import in_motion, phase
+
     hashes = _rendered_hashes(root, model)
     desired = desired_state(model)
+    moving = in_motion(root)
     rows = []
     for tenant in model.tenants:
         stack = tenant_stack(tenant.name)
@@ -110,7 +113,9 @@ def tenant_status(root: Path, model: Model) -> StatusReport:
             drift = IN_SYNC if entry.content_hash == hashes[stack] else PENDING
         state = desired.tenant(tenant.name)
         rows.append(TenantStatus(
-            tenant=tenant.name, state="active", cluster=tenant.cluster, databases=tenant.databases,
+            tenant=tenant.name, cluster=tenant.cluster, databases=tenant.databases,
+            state=(f"moving {moving[tenant.name].source} -> {moving[tenant.name].target}: "
+                   f"{phase(moving[tenant.name])}" if tenant.name in moving else "active"),
             auth="iam" if tenant.rds_iam_auth else "password", tier=tenant.tier,
             last_applied=_stamp(entry.applied_at) if entry else None, drift=drift,
             routed=state.login_role.name in routed_users))

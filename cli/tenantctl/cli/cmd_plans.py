@@ -11,10 +11,10 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from tenantctl.cli.console import OutputFormat, ReportFormat, out, print_json
 from tenantctl.errors import ExitCode
+from tenantctl.report.tables import print_table
 
 plans_app = typer.Typer(
     name="plans",
@@ -84,17 +84,15 @@ def plans_list(plans_dir: Path = PLANS_DIR_OPTION, output: OutputFormat = FORMAT
     if not entries:
         out.print(f"no plans in {plans_dir}", markup=False)
         return
-    table = Table(title=f"plans in {plans_dir}")
-    for column in ("plan", "created", "status", "proposed", "applied"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for entry in entries:
         applied = ""
         if entry.applied:
             state = entry.applied.get("status") or "started, not finished"
             applied = f"{entry.applied.get('at')} {state}\nby {describe(entry.applied.get('actor') or {})}"
-        table.add_row(entry.plan_id, entry.created_at or "", entry.status + (" (pruned)" if entry.pruned else ""),
-                      escape(_proposed(entry.totals, entry.section_changes, entry.attention)), escape(applied))
-    out.print(table)
+        rows.append((entry.plan_id, entry.created_at or "", entry.status + (" (pruned)" if entry.pruned else ""),
+                     _proposed(entry.totals, entry.section_changes, entry.attention), applied))
+    print_table(out, ("plan", "created", "status", "proposed", "applied"), rows, title=f"plans in {plans_dir}")
 
 
 def _proposed(totals: dict[str, int], sections: dict[str, int], attention: int) -> str:

@@ -203,17 +203,13 @@ def _parse_via(via: str) -> Any:
 
 
 def _print_matrix(report: Any) -> None:
-    from rich.table import Table
+    from tenantctl.report.tables import print_table
 
-    table = Table(title="isolation: row connects as tenant, column is the target tenant"
-                  + (f" (via {report.via})" if report.via else ""))
-    table.add_column("as \\ target")
-    for name in report.tenants:
-        table.add_column(name)
     styles = {"ok": "green", "denied": "green", "BREACH": "bold red", "error": "yellow", "FAIL": "yellow"}
-    for row, cells in report.matrix().items():
-        table.add_row(row, *(f"[{styles[c]}]{c}[/]" for c in cells.values()))
-    out.print(table)
+    print_table(out, ("as \\ target", *report.tenants),
+                [(row, *(f"[{styles[c]}]{c}[/]" for c in cells.values())) for row, cells in report.matrix().items()],
+                title="isolation: row connects as tenant, column is the target tenant"
+                + (f" (via {report.via})" if report.via else ""), markup=True)
     for probe in report.breaches:
         out.print(f"[bold red]BREACH[/] {probe.as_tenant} → {probe.target_tenant}: {probe.check} "
                   f"{probe.target} was allowed", highlight=False)

@@ -23,6 +23,9 @@ routes_app = typer.Typer(
 )
 
 FORMAT_OPTION = typer.Option(OutputFormat.text, "--format", "-f", help="text for people, json for pipelines.")
+DEFAULT_MAP = ".tenantctl/routes.json"  # where `tenantctl apply` writes the project's map
+MAP_ARGUMENT = typer.Argument(DEFAULT_MAP, help="Map file or s3://BUCKET/KEY (default: the project's map, "
+                              "written by `tenantctl apply`).")
 
 
 def _load_endpoints(path: Path) -> dict[str, object]:
@@ -107,13 +110,12 @@ def build(
 
 @routes_app.command("show")
 def show(
-    location: str = typer.Argument("routes.json", help="Map file or s3://BUCKET/KEY."),
+    location: str = MAP_ARGUMENT,
     tenant: str | None = typer.Option(None, "--tenant", "-t", help="Show one tenant's route (by login role)."),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Show a routing map: summary and routes per tenant (validated on read)."""
-    from rich.table import Table
-
+    from tenantctl.report.tables import print_table
     from tenantctl.routing import describe, load_map
     from tenantctl.routing.document import to_document
 
@@ -128,30 +130,30 @@ def show(
         return
     summary = describe(routing_map)
     out.print(f"{location}: serial {summary['serial']}, generated {summary['generated_at']}, "
-              f"{summary['tenants']} tenants, {summary['checksum']}", markup=False)
-    clusters = Table("cluster", "host", "port", "tls", "tenants", title="clusters")
+              f"{summary['tenants']} tenants", markup=False)
+    out.print(f"checksum {summary['checksum']}", markup=False)
     per_cluster = summary["tenants_per_cluster"]
     assert isinstance(per_cluster, dict)
-    for name, cluster in routing_map.clusters.items():
-        clusters.add_row(name, cluster.host, str(cluster.port), cluster.tls.mode, str(per_cluster.get(name, 0)))
-    out.print(clusters)
+    print_table(out, ("cluster", "host", "port", "tls", "tenants"),
+                [(name, cluster.host, str(cluster.port), cluster.tls.mode, str(per_cluster.get(name, 0)))
+                 for name, cluster in routing_map.clusters.items()], title="clusters")
     names = [tenant] if tenant else list(routing_map.tenants)
     limit = 200
-    table = Table("login role", "tenant", "cluster", "databases (logical -> physical)", "allowed CIDRs",
-                  "max conn", title="tenants")
+    rows = []
     for user in names[:limit]:
         route = routing_map.tenants[user]
         databases = ", ".join(f"{logical} -> {physical}" for logical, physical in route.databases.items())
-        table.add_row(user, route.tenant, route.cluster, databases, ", ".join(route.allowed_cidrs),
-                      str(route.max_connections))
-    out.print(table)
+        rows.append((user, route.tenant, route.cluster, databases, ", ".join(route.allowed_cidrs),
+                     str(route.max_connections)))
+    print_table(out, ("login role", "tenant", "cluster", "databases (logical -> physical)", "allowed CIDRs",
+                      "max conn"), rows, title="tenants")
     if len(names) > limit:
         out.print(f"... and {len(names) - limit} more (use --tenant NAME or --format json)", markup=False)
 
 
 @routes_app.command("check")
 def check(
-    location: str = typer.Argument("routes.json", help="Map file or s3://BUCKET/KEY."),
+    location: str = MAP_ARGUMENT,
     clients: Path | None = typer.Option(None, "--clients", "-c",
                                         help="Also check the map is current for this clients file..."),
     endpoints: Path | None = typer.Option(None, "--endpoints", "-e", help="...and these endpoints."),

@@ -193,22 +193,18 @@ def status(
     output: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """One row per tenant: cluster, databases, auth, tier, last applied, drift, routed; offboarded too."""
-    from rich.table import Table
-
     from tenantctl.model import load_model
+    from tenantctl.report.tables import print_table
     from tenantctl.workflow.status import tenant_status
 
     report = tenant_status(Path.cwd(), load_model(_clients(clients)))
     if output is OutputFormat.json:
         print_json(report.to_json())
         return
-    table = Table(title=f"routing map {report.routing_file}: serial {report.routing_serial}")
-    for column in ("tenant", "state", "cluster", "databases", "auth", "tier", "last applied", "drift", "routed"):
-        table.add_column(column)
-    for row in report.tenants:
-        table.add_row(row.tenant, row.state, row.cluster, ", ".join(row.databases), row.auth, row.tier,
-                      row.last_applied or "-", row.drift, "yes" if row.routed else "no")
-    out.print(table)
+    print_table(out, ("tenant", "state", "cluster", "databases", "auth", "tier", "last applied", "drift", "routed"),
+                [(row.tenant, row.state, row.cluster, ", ".join(row.databases), row.auth, row.tier,
+                  row.last_applied or "-", row.drift, "yes" if row.routed else "no") for row in report.tenants],
+                title=f"routing map {report.routing_file}: serial {report.routing_serial}")
 
 
 def move(

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
+
+def _stdout_width() -> int | None:
+    """None (the terminal's width) on a terminal or with $COLUMNS; piped, wide enough that a table row is
+    one line (grep, diff)."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    return 1000
+
+
+out = Console(highlight=False, soft_wrap=True, width=_stdout_width())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

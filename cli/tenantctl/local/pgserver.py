@@ -19,6 +19,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -256,14 +257,35 @@ def _initdb(binaries: Path, data_dir: Path, admin_user: str, admin_password: str
 
 
 def _check_reachable(data_dir: Path) -> None:
-    probe = subprocess.run(["runuser", "-u", SERVICE_OS_USER, "--", "test", "-w", str(data_dir)],
-                           capture_output=True, check=False)
-    if probe.returncode != 0:
-        raise BackendError(
-            f"the {SERVICE_OS_USER!r} OS user cannot reach {data_dir}",
-            hint="every parent directory must be traversable (o+x) by that user; "
-                 "pytest's tmp_path (mode 700) is not — use a directory under /tmp",
-        )
+    if _as_service(["test", "-w", str(data_dir)]):
+        return
+    blocking = [str(d) for d in reversed(data_dir.parents) if not _service_may_traverse(d)]
+    command = f"chmod o+x {' '.join(shlex.quote(d) for d in blocking)}" if blocking else None
+    raise BackendError(
+        f"the {SERVICE_OS_USER!r} OS user (the local PostgreSQL servers run as it) cannot reach {data_dir}",
+        hint=(f"let it through the directories above the project (traverse only, no listing): `{command}`, "
+              "or keep the project under a directory it can traverse (e.g. /srv or /tmp)") if command else
+             f"make {data_dir} writable by {SERVICE_OS_USER!r}",
+    )
+
+
+def _service_may_traverse(directory: Path) -> bool:
+    """The directory's own permission bits let the service user through (its parents aside)."""
+    import grp
+
+    uid, gid = _service_ids()
+    info = directory.stat()
+    groups = {gid, *(g.gr_gid for g in grp.getgrall() if SERVICE_OS_USER in g.gr_mem)}
+    if info.st_uid == uid:
+        return bool(info.st_mode & 0o100)
+    if info.st_gid in groups:
+        return bool(info.st_mode & 0o010)
+    return bool(info.st_mode & 0o001)
+
+
+def _as_service(argv: list[str]) -> bool:
+    return subprocess.run(["runuser", "-u", SERVICE_OS_USER, "--", *argv], capture_output=True,
+                          check=False).returncode == 0
 
 
 @contextlib.contextmanager

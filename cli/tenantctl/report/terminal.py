@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from tenantctl.report.document import KEPT_ACTIONS, attention, by_tenant, has_destroy, section_counts
+from tenantctl.report.tables import print_table
 
 ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "bold red", "replace": "bold magenta",
                  "route-remove": "bold red", "route-repoint": "bold magenta", "orphan": "bold yellow"}
@@ -17,10 +17,7 @@ ACTION_STYLES = {"create": "green", "update": "yellow", "delete": "bold red", "r
 def render(document: dict[str, Any], console: Console) -> None:
     groups = by_tenant(document)
     if groups:
-        table = Table(title=f"plan {document['plan_id']}", show_lines=False)
-        table.add_column("tenant")
-        table.add_column("action")
-        table.add_column("address")
+        lines: list[tuple[str, str, str]] = []
         for tenant, rows in groups.items():
             first = True
             for row in rows:
@@ -28,10 +25,10 @@ def render(document: dict[str, Any], console: Console) -> None:
                 source = "" if row["source"] == "terraform" else f"  [{row['source']}]"
                 detail = ("\n  " + row["changed_attributes"][0]
                           if row["source"] != "terraform" and row["changed_attributes"] else "")
-                table.add_row(tenant if first else "", f"[{style}]{row['action']}[/]" if style else row["action"],
-                              escape(row["address"] + source + detail))
+                action = f"[{style}]{row['action']}[/]" if style else row["action"]
+                lines.append((escape(tenant) if first else "", action, escape(row["address"] + source + detail)))
                 first = False
-        console.print(table)
+        print_table(console, ("tenant", "action", "address"), lines, title=f"plan {document['plan_id']}", markup=True)
     for stack in document["stacks"]:
         if stack["status"] == "deferred":
             console.print(f"[yellow]deferred[/] {stack['stack']}: {stack['reason']}", highlight=False)

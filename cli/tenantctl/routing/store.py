@@ -19,7 +19,9 @@ def read_map(path: Path) -> RoutingMap:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: routing map not found") from None
+        raise InputError(f"{path}: routing map not found",
+                         hint="`tenantctl apply` writes the project's map to .tenantctl/routes.json; "
+                              "`tenantctl routes build` writes one from the clients file") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read routing map: {error.strerror}") from None
     return parse_map(data, str(path))

@@ -85,3 +85,41 @@ def test_one_server_per_cluster_under_the_state_dir(workdir: Path) -> None:
     assert all(s.running for s in local_clusters_status(state).values())
     assert sorted(down_local_clusters(state)) == ["alpha", "beta"]
     assert not any(s.running for s in local_clusters_status(state).values())
+
+
+def test_local_up_under_a_directory_the_service_user_cannot_traverse_says_exactly_what_to_run() -> None:
+    """A project under a mode-700 directory (a home directory, pytest's tmp_path): the hint, followed
+    literally, is enough."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.getuid() != 0:
+        pytest.skip("the servers run as the postgres user only when tenantctl runs as root")
+    outer = Path(tempfile.mkdtemp(prefix="tenantctl-private-", dir="/tmp"))  # mode 700
+    project = outer / "project"
+    project.mkdir()
+    (project / "clients.tfvars").write_text(
+        'clusters = { main = { min_acu = 0.5, max_acu = 1 } }\n'
+        'clients = [{ name = "a", databases = { app = true }, allowed_ips = ["109.241.200.168/32"], '
+        'rds_iam_auth = true }]\n')
+
+    def tenantctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tenantctl.cli.main", *args], cwd=project, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    try:
+        refused = tenantctl("local", "up")
+        assert refused.returncode == 1, refused.stderr
+        hint = next(line for line in refused.stderr.splitlines() if line.startswith("hint:"))
+        command = hint.split("`")[1]
+        assert command == f"chmod o+x {outer}", hint
+        subprocess.run(command, shell=True, check=True)
+        started = tenantctl("local", "up")
+        assert started.returncode == 0, started.stderr
+        assert "main=postgresql://127.0.0.1:" in started.stdout + started.stderr
+    finally:
+        tenantctl("local", "down")
+        shutil.rmtree(outer, ignore_errors=True)

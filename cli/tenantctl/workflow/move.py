@@ -483,16 +483,24 @@ class _Mover:
         self.progress(f"cut-over: {self.tenant} now on {self.run_.target} (paused {self.result.pause_seconds:.3f}s)")
 
     def _catch_up(self, source: dict[str, Any], target: dict[str, Any], deadline: float) -> list[dict[str, Any]]:
-        """Wait until every table has the same rows on both sides (the source is fenced: no more writes)."""
-        expected = {d: db.table_digests(source[d], d) for d in self.run_.databases}
+        """Wait until every table has the same rows on both sides (the source is fenced: no more writes).
+        Both sides are hashed at the same time (each scan is CPU-bound, one per side)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        databases = self.run_.databases
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            expected_future = pool.submit(lambda: {d: db.table_digests(source[d], d) for d in databases})
+            observed = {d: db.table_digests(target[d], d) for d in databases}
+            expected = expected_future.result()
         while True:
-            mismatched = [d for d in self.run_.databases if db.table_digests(target[d], d) != expected[d]]
+            mismatched = [d for d in databases if observed[d] != expected[d]]
             if not mismatched:
-                return [{"database": d, "tables": [t.to_json() for t in expected[d]]} for d in self.run_.databases]
+                return [{"database": d, "tables": [t.to_json() for t in expected[d]]} for d in databases]
             if time.monotonic() > deadline:
                 raise _Abort(f"replication of {', '.join(mismatched)} did not catch up in time "
                              "(row counts or hashes differ)")
             time.sleep(0.005)
+            observed.update({d: db.table_digests(target[d], d) for d in mismatched})
 
     def _abort(self, why: str) -> None:
         self.progress(f"cut-over aborted: {why}; resuming {self.tenant} on {self.run_.source}")

@@ -8,7 +8,9 @@ at a time through the proxy during every move. Reports:
   cut-over pause; the copy throughput as a fraction of `pg_dump -Fc | pg_restore` of the same database
   between the same servers, measured in the same run;
 - the cut-over pause (p50 / max) over --moves moves of a small tenant back and forth under load, with
-  the worst gap between two acknowledged commits of the writer.
+  the worst gap between two acknowledged commits of the writer;
+- a neighbour tenant's pgbench -S p99 latency on the source cluster: with the small tenant writing but
+  not moving (15 s), and during its moves.
 
     .venv/bin/python bench/move_bench.py --size-mb 1024 --moves 10
     .venv/bin/python bench/move_bench.py --size-mb 100 --moves 4      # quicker
@@ -52,6 +54,8 @@ clients = [
     cluster = "c1" },
   { name = "small", databases = { app = true }, allowed_ips = ["127.0.0.1/32"], rds_iam_auth = false,
     cluster = "c1" },
+  { name = "neighbour", databases = { app = true }, allowed_ips = ["127.0.0.1/32"], rds_iam_auth = false,
+    cluster = "c1" },
 ]
 """
 LISTENING = re.compile(r"listening on [^:]+:(\d+)")
@@ -78,6 +82,34 @@ class Writer(threading.Thread):
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
+class Neighbour(threading.Thread):
+    """pgbench -S (2 clients) for another tenant on the source cluster, in 5-second rounds with a
+    per-transaction log, until stopped: its latencies while nothing moves vs while a tenant moves."""
+
+    def __init__(self, dsn: str, logs: Path) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.logs, self.stop = dsn, logs, threading.Event()
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def run(self) -> None:
+        round_number = 0
+        while not self.stop.is_set():
+            round_number += 1
+            subprocess.run(["pgbench", "-n", "-c", "2", "-T", "5", "-S", "-l",
+                            f"--log-prefix={self.logs}/r{round_number}", self.dsn], capture_output=True, check=True)
+
+    def latencies_ms(self) -> list[float]:
+        values = []
+        for log in self.logs.glob("r*"):
+            for line in log.read_text().splitlines():
+                values.append(int(line.split()[2]) / 1000)
+        return sorted(values)
+
+
+def p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0
+
+
 def cli(root: Path, *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "tenantctl.cli.main", *args], cwd=root, capture_output=True,
                           text=True, check=True)
@@ -88,6 +120,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--moves", type=int, default=10)
+    parser.add_argument("--verify", default="full", choices=("full", "counts"), help="the big move's --verify")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="tenantctl-movebench-", dir="/tmp"))
@@ -96,7 +129,7 @@ def main() -> int:
     clients.write_text(CLIENTS)
     state_dir = root / ".tenantctl"
     proxy: subprocess.Popen[str] | None = None
-    report: dict[str, Any] = {"size_mb": args.size_mb}
+    report: dict[str, Any] = {"size_mb": args.size_mb, "verify": args.verify}
     try:
         model = load_model(clients)
         up_local_clusters(model, state_dir, unsafe_fast=True)
@@ -119,7 +152,8 @@ def main() -> int:
             time.sleep(0.1)
         port = found.group(1)
         dsn = {t: cli(root, "credentials", t, "--via", f"127.0.0.1:{port}", "--database", "app", "--reveal").strip()
-               for t in ("big", "small")}
+               for t in ("big", "small", "neighbour")}
+        subprocess.run(["pgbench", "-i", "-s", "1", "-q", dsn["neighbour"]], capture_output=True, check=True)
         rows = args.size_mb * 1024 * 1024 // 220  # ~220 bytes per row on disk
         with psycopg.connect(dsn["big"], autocommit=True) as conn:
             conn.execute("CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
@@ -145,8 +179,8 @@ def main() -> int:
         started = time.monotonic()
         dump = subprocess.Popen(["pg_dump", "-Fc", "-h", c1.host, "-p", str(c1.port), "-U", c1.admin_user,
                                  "-d", "big_app"], stdout=subprocess.PIPE, env=env)
-        subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "-h", c2.host, "-p", str(c2.port), "-U", c2.admin_user,
-                        "-d", "dump_restore_peer"], stdin=dump.stdout, check=True,
+        subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "-h", c2.host, "-p", str(c2.port),
+                        "-U", c2.admin_user, "-d", "dump_restore_peer"], stdin=dump.stdout, check=True,
                        env={**os.environ, "PGPASSWORD": c2.admin_password})
         assert dump.wait() == 0
         report["pg_dump_restore_seconds"] = round(time.monotonic() - started, 2)
@@ -154,7 +188,7 @@ def main() -> int:
             conn.execute("DROP DATABASE dump_restore_peer")
 
         # --- the big move under load -----------------------------------------------------------------
-        options = MoveOptions(timeout=120, proxy_sockets=(socket_path,))
+        options = MoveOptions(timeout=120, proxy_sockets=(socket_path,), verify=args.verify)
         writer = Writer(dsn["big"])
         writer.start()
         started = time.monotonic()
@@ -173,9 +207,16 @@ def main() -> int:
             "worst_commit_gap_seconds": round(writer.worst_gap(started, ended + 1), 3),
         }
 
-        # --- pause p50/max: a small tenant back and forth under load ---------------------------------
-        writer = Writer(dsn["small"])
+        # --- pause p50/max: a small tenant back and forth under load; a neighbour's p99 meanwhile -------
+        writer = Writer(dsn["small"])  # the moving tenant's own write load, in both phases
         writer.start()
+        quiet = Neighbour(dsn["neighbour"], root / "neighbour-quiet")
+        quiet.start()
+        time.sleep(15)
+        quiet.stop.set()
+        quiet.join()
+        busy = Neighbour(dsn["neighbour"], root / "neighbour-moving")
+        busy.start()
         pauses, gaps = [], []
         for number in range(args.moves):
             target = "c2" if number % 2 == 0 else "c1"
@@ -187,6 +228,10 @@ def main() -> int:
             gaps.append(writer.worst_gap(started, time.monotonic()))
         writer.stop.set()
         writer.join()
+        busy.stop.set()
+        busy.join()
+        report["neighbour_p99_ms"] = {"quiet": round(p99(quiet.latencies_ms()), 3),
+                                      "during_moves": round(p99(busy.latencies_ms()), 3)}
         report["small_moves"] = {
             "moves": args.moves, "pause_p50_seconds": round(statistics.median(pauses), 3),
             "pause_max_seconds": round(max(pauses), 3),

@@ -27,6 +27,7 @@ POINTS = {
     "move-copied": "a move's initial copy finished; not yet recorded",
     "move-fenced": "a move's cut-over paused the tenant and disabled its login on the source; map not switched",
     "move-switched": "a move's cut-over wrote the switched routing map; not yet recorded, proxy not resumed",
+    "move-finishing": "a move removed its replication objects; source databases not yet archived, file not pinned",
 }
 
 _ARMED = frozenset(name.strip() for name in os.environ.get(ENV, "").split(",") if name.strip())

@@ -67,7 +67,9 @@ def toolchain_show(
     """Tell which terraform binary and which providers plan/apply will use, and why.
 
     Binary, first match wins: $TENANTCTL_TERRAFORM; `terraform`, then `tofu`, on PATH; the cached
-    Terraform 1.0.3. Providers always come from the cached filesystem mirror.
+    Terraform 1.0.3. Providers: the local target installs them from the cached offline mirror only; the
+    aws target (hashicorp/aws >= 4.61) from the Terraform registry, or from whatever your own
+    TF_CLI_CONFIG_FILE says (your mirror), with your TF_PLUGIN_CACHE_DIR when set.
     """
     from tenantctl.terraform.toolchain import (
         BINARY_ENV,
@@ -75,10 +77,12 @@ def toolchain_show(
         Toolchain,
         binary_version,
         cache_root,
+        provider_source,
         resolve_binary,
     )
 
     layout = CacheLayout(cache_root())
+    sources = {target: provider_source(target, layout) for target in ("local", "aws")}
     binary, source = resolve_binary(layout)
     installed = layout.installed()
     toolchain = Toolchain(binary, layout.cli_config, layout.plugin_cache, source, layout.mirror)
@@ -89,6 +93,7 @@ def toolchain_show(
         "terraform": {"path": str(binary), "source": source, "version": version},
         "cache": str(layout.root), "installed": installed, "cli_config": str(layout.cli_config),
         "plugin_cache": str(layout.plugin_cache), "providers": providers,
+        "targets": {target: origin.to_json() for target, origin in sources.items()},
     }
     if output is OutputFormat.json:
         print_json(document)
@@ -99,6 +104,9 @@ def toolchain_show(
     for provider in providers:
         out.print(f"provider   {provider['source']} {provider['version']} ({provider['path']})", markup=False)
     out.print(f"cli config {layout.cli_config}", markup=False)
+    for target, origin in sources.items():
+        out.print(f"target {target:<5} providers from {origin.description} (cli config {origin.cli_config})",
+                  markup=False)
 
 
 class ConsoleProgress:

@@ -15,7 +15,7 @@ from tenantctl.terraform.workspace import Workspace
 def terraform_environment(model: Model, workspace: Workspace) -> TerraformEnvironment:
     """Install the toolchain if needed; on the local target start (or reuse) moto and prepare the
     S3 backend in it when one is configured."""
-    toolchain = ensure_toolchain()
+    toolchain = ensure_toolchain(target=model.settings.target)
     settings = model.settings
     if settings.target == "local":
         moto = ensure_moto(workspace.state_dir)

@@ -168,7 +168,12 @@ class TerraformRunner:
     def init(self, backend_config: Mapping[str, str] | None = None) -> None:
         args = ["init", "-input=false", "-no-color", "-reconfigure"]
         args += [f"-backend-config={key}={value}" for key, value in sorted((backend_config or {}).items())]
-        self._run(args)
+        try:
+            self._run(args)
+        except ExternalCommandError as error:
+            if self.toolchain.target == "aws" and _PROVIDER_FAILURE.search(error.stderr or ""):
+                raise _provider_unavailable(error) from error
+            raise
 
     def plan(
         self, out: Path, *, var_files: Sequence[Path] = (), destroy: bool = False, refresh: bool = True,
@@ -212,6 +217,7 @@ class TerraformRunner:
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.toolchain.env(), **self.extra_env}
+
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         return [str(self.toolchain.terraform), *args]
@@ -398,3 +404,22 @@ def _raise_known_failures(detail: str, argv: list[str], workdir: str | None = No
         raise StalePlanError(
             "the saved plan is stale: the state changed since it was made; run `tenantctl plan` again"
         )
+
+
+_PROVIDER_FAILURE = re.compile(r"Failed to (query available provider packages|install provider)|"
+                               r"no available releases match|could not connect to registry")
+
+
+def _provider_unavailable(error: ExternalCommandError) -> TenantctlError:
+    from tenantctl.terraform.toolchain import AWS_TARGET_PROVIDER
+
+    text = " ".join((error.stderr or "").split())
+    cause = re.search(r"(could not connect to [^:]+|no available releases match[^.]*|Failed to install provider[^.]*)",
+                      text)
+    detail = cause.group(1) if cause else ""
+    return TenantctlError(
+        f"terraform init could not obtain the AWS provider the aws-target stacks require ({AWS_TARGET_PROVIDER})"
+        + (f": {detail}" if detail else ""),
+        hint="allow HTTPS to registry.terraform.io and releases.hashicorp.com; or set TF_CLI_CONFIG_FILE to a CLI "
+             "config whose provider_installation uses your own network_mirror or filesystem_mirror; or prefill "
+             "TF_PLUGIN_CACHE_DIR. `tenantctl toolchain show` says which source each target uses")

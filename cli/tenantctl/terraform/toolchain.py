@@ -11,7 +11,13 @@ forbids the network for ``hashicorp/*``). A shared plugin cache makes each stack
 hold symlinks, not a 170 MB copy of the provider per tenant.
 
 Which binary runs, first match wins: ``$TENANTCTL_TERRAFORM``; a ``terraform`` or ``tofu`` on PATH;
-the cached Terraform 1.0.3. Whatever the binary, providers come from the mirror.
+the cached Terraform 1.0.3.
+
+Where providers come from depends on the target (``provider_source``): the ``local`` target installs
+them from the mirror only (offline, reproducible); the ``aws`` target needs hashicorp/aws >= 4.61, which
+the mirror cannot hold, so its CLI config leaves provider installation to Terraform's default (the
+registry), and a user's own ``TF_CLI_CONFIG_FILE`` (a network or filesystem mirror of their own) and
+``TF_PLUGIN_CACHE_DIR`` are used as they are.
 """
 
 from __future__ import annotations
@@ -50,6 +56,37 @@ PLATFORM = "linux_amd64"
 REGISTRY_HOSTS = ("registry.terraform.io", "registry.opentofu.org")
 BINARY_ENV = "TENANTCTL_TERRAFORM"
 CACHE_ENV = "TENANTCTL_CACHE"
+AWS_TARGET_PROVIDER = "hashicorp/aws >= 4.61.0"  # what the aws-target stacks require
+
+
+@dataclass(frozen=True)
+class ProviderSource:
+    """Where ``terraform init`` gets providers for one target, and why."""
+
+    target: str
+    kind: str  # "mirror" (offline), "registry", or "user-config" (the user's TF_CLI_CONFIG_FILE)
+    cli_config: Path
+    plugin_cache: Path
+    description: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"target": self.target, "kind": self.kind, "cli_config": str(self.cli_config),
+                "plugin_cache": str(self.plugin_cache), "description": self.description}
+
+
+def provider_source(target: str, layout: CacheLayout, env: dict[str, str] | None = None) -> ProviderSource:
+    environ = dict(os.environ if env is None else env)
+    if target != "aws":
+        return ProviderSource(target, "mirror", layout.cli_config, layout.plugin_cache,
+                              f"offline mirror {layout.mirror} (hashicorp/aws {AWS_PROVIDER_VERSION}); no network")
+    own_cache = Path(environ["TF_PLUGIN_CACHE_DIR"]) if environ.get("TF_PLUGIN_CACHE_DIR") else layout.plugin_cache
+    own_config = environ.get("TF_CLI_CONFIG_FILE")
+    if own_config and Path(own_config).expanduser().is_file():  # Terraform ignores a missing one: so do we
+        return ProviderSource(target, "user-config", Path(own_config), own_cache,
+                              f"your TF_CLI_CONFIG_FILE ({own_config}) decides; {AWS_TARGET_PROVIDER} required")
+    return ProviderSource(target, "registry", layout.cli_config_aws, own_cache,
+                          f"the Terraform registry ({AWS_TARGET_PROVIDER}); set TF_CLI_CONFIG_FILE to use your own "
+                          "provider mirror, TF_PLUGIN_CACHE_DIR for your own plugin cache")
 
 
 @dataclass(frozen=True)
@@ -62,10 +99,11 @@ class ProviderInfo:
 @dataclass(frozen=True)
 class Toolchain:
     terraform: Path  # the binary that runs
-    cli_config: Path  # TF_CLI_CONFIG_FILE: filesystem mirror, no network for hashicorp/*
+    cli_config: Path  # TF_CLI_CONFIG_FILE: the target's provider installation (see provider_source)
     plugin_cache: Path  # TF_PLUGIN_CACHE_DIR shared by every stack
     source: str = "cache"  # where `terraform` came from: "env", "path" or "cache"
     mirror: Path | None = None
+    target: str = "local"  # whose provider source cli_config is
 
     def env(self) -> dict[str, str]:
         """Environment variables to run ``terraform`` with (merge over ``os.environ``)."""
@@ -129,6 +167,10 @@ class CacheLayout:
         return self.toolchain_dir / "terraform.rc"
 
     @property
+    def cli_config_aws(self) -> Path:
+        return self.toolchain_dir / "terraform-aws.rc"
+
+    @property
     def plugin_cache(self) -> Path:
         return self.root / "plugin-cache"
 
@@ -143,6 +185,7 @@ class CacheLayout:
             _is_executable(self.terraform)
             and all(_is_executable(self.provider_binary(h)) for h in REGISTRY_HOSTS)
             and self.cli_config.is_file()
+            and self.cli_config_aws.is_file()
         )
 
 
@@ -161,6 +204,15 @@ def cli_config_text(mirror: Path, plugin_cache: Path) -> str:
         f"    exclude = [{includes}]\n"
         "  }\n"
         "}\n"
+    )
+
+
+def aws_cli_config_text(plugin_cache: Path) -> str:
+    return (
+        "# Written by tenantctl for the aws target: providers install as Terraform does by default (the\n"
+        "# registry). To use your own mirror, set TF_CLI_CONFIG_FILE to your CLI config instead.\n"
+        f'plugin_cache_dir = "{plugin_cache}"\n'
+        "disable_checkpoint = true\n"
     )
 
 
@@ -188,6 +240,7 @@ def install_toolchain(root: Path | None = None, *, python: str | None = None) ->
                 _install_provider(wheel, layout)
         layout.plugin_cache.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.cli_config, cli_config_text(layout.mirror, layout.plugin_cache), mode=PUBLIC)
+        atomic_write_text(layout.cli_config_aws, aws_cli_config_text(layout.plugin_cache), mode=PUBLIC)
     return layout
 
 
@@ -212,13 +265,14 @@ def resolve_binary(layout: CacheLayout) -> tuple[Path, str]:
     return layout.terraform, "cache"
 
 
-def ensure_toolchain(root: Path | None = None) -> Toolchain:
-    """Install the cached toolchain if missing, then return the toolchain to run Terraform with."""
+def ensure_toolchain(root: Path | None = None, *, target: str = "local") -> Toolchain:
+    """Install the cached toolchain if missing, then return the toolchain to run ``target``'s stacks with."""
     layout = install_toolchain(root)
     binary, source = resolve_binary(layout)
+    providers = provider_source(target, layout)
     return Toolchain(
-        terraform=binary, cli_config=layout.cli_config, plugin_cache=layout.plugin_cache,
-        source=source, mirror=layout.mirror,
+        terraform=binary, cli_config=providers.cli_config, plugin_cache=providers.plugin_cache,
+        source=source, mirror=layout.mirror if providers.kind == "mirror" else None, target=target,
     )
 
 

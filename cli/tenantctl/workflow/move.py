@@ -97,6 +97,7 @@ class Proxy:
 @dataclass
 class MoveOptions:
     timeout: float = 10.0  # drain + catch-up during the cut-over, seconds
+    verify: str = "full"  # "full": row counts and row hashes; "counts": row counts only (faster pause)
     copy_timeout: float = 3600.0  # the initial copy
     proxy_sockets: tuple[Path, ...] = ()
     plan_only: bool = False
@@ -367,6 +368,7 @@ class _Mover:
             self.step(RESUMED, recovered=True)
         if not self.run_.done(CLEANED):
             self._clean()
+        failpoint("move-finishing")
         self._archive_sources()
         if not self.run_.done(FILE_UPDATED):
             self._pin()
@@ -489,8 +491,9 @@ class _Mover:
 
         databases = self.run_.databases
         with ThreadPoolExecutor(max_workers=2) as pool:
-            expected_future = pool.submit(lambda: {d: db.table_digests(source[d], d) for d in databases})
-            observed = {d: db.table_digests(target[d], d) for d in databases}
+            hashes = self.options.verify == "full"
+            expected_future = pool.submit(lambda: {d: db.table_digests(source[d], d, hashes=hashes) for d in databases})
+            observed = {d: db.table_digests(target[d], d, hashes=hashes) for d in databases}
             expected = expected_future.result()
         while True:
             mismatched = [d for d in databases if observed[d] != expected[d]]
@@ -500,7 +503,7 @@ class _Mover:
                 raise _Abort(f"replication of {', '.join(mismatched)} did not catch up in time "
                              "(row counts or hashes differ)")
             time.sleep(0.005)
-            observed.update({d: db.table_digests(target[d], d) for d in mismatched})
+            observed.update({d: db.table_digests(target[d], d, hashes=hashes) for d in mismatched})
 
     def _abort(self, why: str) -> None:
         self.progress(f"cut-over aborted: {why}; resuming {self.tenant} on {self.run_.source}")

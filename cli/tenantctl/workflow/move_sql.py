@@ -176,17 +176,17 @@ def sequences(conn: Connection, database: str) -> dict[str, int | None]:
     return {str(name): (int(value) if value is not None else None) for name, value in rows}
 
 
-def table_digests(conn: Connection, database: str) -> list[TableDigest]:
-    """Row count and hash sum of every user table (``hashtextextended`` of each row's text)."""
+def table_digests(conn: Connection, database: str, *, hashes: bool = True) -> list[TableDigest]:
+    """Row count and hash sum of every user table (``hashtextextended`` of each row's text); with
+    ``hashes=False`` row counts only (no row is turned into text: several times faster)."""
     tables = [str(r[0]) for r in _query(conn, f"listing tables of {database}",
                                         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
                                         "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")]
     digests = []
+    digest = sql.SQL("coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text" if hashes else "''")
     with translated(f"hashing the tables of {database}"):
         for table in tables:
-            row = conn.execute(sql.SQL(
-                "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {} t").format(
-                sql.SQL(table))).fetchone()
+            row = conn.execute(sql.SQL("SELECT count(*), {} FROM {} t").format(digest, sql.SQL(table))).fetchone()
             assert row is not None
             digests.append(TableDigest(table, int(row[0]), str(row[1])))
     return digests

@@ -233,3 +233,29 @@ def test_output_is_followed_line_by_line_while_terraform_runs(tmp_path: Path) ->
     runner.apply(tmp_path / "p")
     assert [message for message, _ in seen] == ["0", "1", "2", "last, no newline"]
     assert seen[-1][1] - seen[0][1] > 0.4, "events arrive while terraform runs, not all at its exit"
+
+
+REGISTRY_FAILURE = """
+    import sys
+    sys.stderr.write("Error: Failed to query available provider packages\\n\\nCould not retrieve the list of "
+                     "available versions for provider hashicorp/aws: could not connect to registry.terraform.io: "
+                     "failed to request discovery document\\n")
+    sys.exit(1)
+"""
+
+
+def test_an_aws_target_init_that_cannot_get_its_provider_says_what_to_do(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tenantctl.errors import TenantctlError
+
+    toolchain = replace(fake_terraform(tmp_path, REGISTRY_FAILURE), target="aws")
+    with pytest.raises(TenantctlError) as caught:
+        TerraformRunner(toolchain, tmp_path).init()
+    error = caught.value
+    assert not isinstance(error, ExternalCommandError)
+    assert "hashicorp/aws >= 4.61.0" in error.message and "registry.terraform.io" in error.message
+    assert error.hint is not None and "TF_CLI_CONFIG_FILE" in error.hint and "network_mirror" in error.hint
+    local = fake_terraform(tmp_path, REGISTRY_FAILURE)  # the local target: the raw error, command and all
+    with pytest.raises(ExternalCommandError):
+        TerraformRunner(local, tmp_path).init()

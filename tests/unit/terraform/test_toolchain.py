@@ -20,6 +20,7 @@ def fake_installed_cache(root: Path) -> tc.CacheLayout:
     for host in tc.REGISTRY_HOSTS:
         make_executable(layout.provider_binary(host))
     layout.cli_config.write_text(tc.cli_config_text(layout.mirror, layout.plugin_cache))
+    layout.cli_config_aws.write_text(tc.aws_cli_config_text(layout.plugin_cache))
     return layout
 
 
@@ -80,3 +81,39 @@ def test_cache_root_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv(tc.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert tc.cache_root() == tmp_path / "xdg" / "tenantctl"
+
+
+def test_the_aws_target_installs_providers_from_the_registry_not_the_mirror(tmp_path: Path) -> None:
+    layout = fake_installed_cache(tmp_path)
+    local = tc.provider_source("local", layout, env={})
+    assert (local.kind, local.cli_config) == ("mirror", layout.cli_config)
+    aws = tc.provider_source("aws", layout, env={})
+    assert (aws.kind, aws.cli_config, aws.plugin_cache) == ("registry", layout.cli_config_aws, layout.plugin_cache)
+    text = layout.cli_config_aws.read_text()
+    assert "provider_installation" not in text and "filesystem_mirror" not in text and "exclude" not in text
+    assert f'plugin_cache_dir = "{layout.plugin_cache}"' in text
+
+
+def test_the_aws_target_respects_the_users_own_cli_config_and_plugin_cache(tmp_path: Path) -> None:
+    layout = fake_installed_cache(tmp_path)
+    mine = tmp_path / "my.tfrc"
+    mine.write_text('provider_installation { network_mirror { url = "https://mirror.example/" } }\n')
+    source = tc.provider_source("aws", layout, env={"TF_CLI_CONFIG_FILE": str(mine),
+                                                    "TF_PLUGIN_CACHE_DIR": str(tmp_path / "my-cache")})
+    assert (source.kind, source.cli_config, source.plugin_cache) == ("user-config", mine, tmp_path / "my-cache")
+    missing = tc.provider_source("aws", layout, env={"TF_CLI_CONFIG_FILE": str(tmp_path / "absent.tfrc")})
+    assert missing.kind == "registry", "Terraform ignores a CLI config that does not exist; so does tenantctl"
+    local = tc.provider_source("local", layout, env={"TF_CLI_CONFIG_FILE": str(mine)})
+    assert local.cli_config == layout.cli_config, "the local target always installs from the offline mirror"
+
+
+def test_ensure_toolchain_per_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = fake_installed_cache(tmp_path)
+    monkeypatch.setenv(tc.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(tc.BINARY_ENV, str(layout.terraform))
+    monkeypatch.delenv("TF_CLI_CONFIG_FILE", raising=False)
+    monkeypatch.delenv("TF_PLUGIN_CACHE_DIR", raising=False)
+    assert tc.ensure_toolchain(target="local").env()["TF_CLI_CONFIG_FILE"] == str(layout.cli_config)
+    aws = tc.ensure_toolchain(target="aws")
+    assert aws.env()["TF_CLI_CONFIG_FILE"] == str(layout.cli_config_aws)
+    assert aws.target == "aws" and aws.providers() == [], "the mirror's 3.39.0 is not what aws stacks use"

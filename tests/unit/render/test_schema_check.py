@@ -1,0 +1,149 @@
+"""The aws-target stacks, checked statically against the AWS provider's schema at both ends of the
+supported range (4.61.0 and 6.58.0), and the terraform engine's HCL against the Postgres provider's.
+
+The schemas are copies in tests/data/schemas (from ../shared/reference, read from the providers' source),
+so a clone without ../shared runs these tests. The checker is first shown to catch each kind of mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import SEED_CLIENTS  # type: ignore[import-not-found]
+
+from tenantctl.render import render_stacks
+from tenantctl.render.schema_check import VERSIONS, check_files, normalize_postgres_schema
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "data" / "schemas"
+
+
+@pytest.fixture(scope="module")
+def aws_schema() -> dict[str, Any]:
+    schema = json.loads((SCHEMAS / "aws_provider_schema.json").read_text())
+    schema["resources"]["aws_rds_cluster_parameter_group"] = json.loads(
+        (SCHEMAS / "aws_rds_cluster_parameter_group.json").read_text())
+    return schema
+
+
+@pytest.fixture(scope="module")
+def postgres_schema() -> dict[str, Any]:
+    return normalize_postgres_schema(json.loads((SCHEMAS / "postgresql_provider_schema.json").read_text()))
+
+
+def rendered(model: Any, out: Path) -> dict[str, str]:
+    render_stacks(model, out)
+    return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*.tf"))}
+
+
+VARIANTS = {
+    "native engine, local state": {},
+    "terraform engine": {"engine": "terraform"},
+    "s3 backend": {"backend": "s3"},
+    "terraform engine, s3 backend": {"engine": "terraform", "backend": "s3"},
+    "password tenants only": {"clients": SEED_CLIENTS.replace("rds_iam_auth = true", "rds_iam_auth = false")},
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendered_aws_target_block_matches_the_provider_schema(
+    variant: str, version: str, make_model: Callable[..., Any], aws_schema: dict[str, Any],
+    postgres_schema: dict[str, Any], tmp_path: Path,
+) -> None:
+    files = rendered(make_model(target="aws", **VARIANTS[variant]), tmp_path)
+    assert any("aws_rds_cluster" in text for text in files.values())
+    if VARIANTS[variant].get("engine") == "terraform":
+        assert any("postgresql_role" in text for text in files.values())
+    # What `terraform init` adds to the partial backend "s3" block on the aws target (pipeline.backend_config).
+    backend = ({"bucket": "tf-state", "key": "tenantctl/cluster.tfstate", "region": "eu-west-1", "encrypt": "true",
+                "dynamodb_table": "tf-locks"} if VARIANTS[variant].get("backend") == "s3" else None)
+    problems = [str(p) for p in check_files(files, aws_schema, version, postgres_schema, backend)]
+    if backend is not None:  # the user's dynamodb_table: deprecated in Terraform 1.11 (use_lockfile), flagged
+        assert problems and all("dynamodb_table is deprecated" in p for p in problems), problems
+        problems = []
+    assert problems == [], "\n".join(problems)
+
+
+CLUSTER = '''
+resource "aws_rds_cluster" "this" {
+  cluster_identifier                  = "c"
+  engine                              = "aurora-postgresql"
+  iam_database_authentication_enabled = true
+  manage_master_user_password         = true
+  serverlessv2_scaling_configuration {
+    min_capacity = 0.5
+    max_capacity = 4
+  }
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+'''
+
+
+def problems_of(text: str, schema: dict[str, Any], version: str = "6.58.0") -> list[str]:
+    return [p.message for p in check_files({"main.tf": text}, schema, version)]
+
+
+def test_a_correct_block_passes(aws_schema: dict[str, Any]) -> None:
+    assert problems_of(CLUSTER, aws_schema) == []
+    assert problems_of(CLUSTER, aws_schema, "4.61.0") == []
+
+
+@pytest.mark.parametrize(("edit", "expected", "version"), [
+    (('engine ', 'enginee '), "unknown argument enginee", "6.58.0"),
+    (('  engine                              = "aurora-postgresql"\n', ""), "required argument engine is missing",
+     "6.58.0"),
+    (('"aurora-postgresql"', '"aurora-postgres"'), "is not one of", "6.58.0"),
+    (("serverlessv2_scaling_configuration {", "serverlessv2_scaling_configuration = {"), "is a nested block",
+     "6.58.0"),
+    (("  lifecycle {", "  tags {\n  }\n  lifecycle {"), "tags is an attribute", "4.61.0"),
+    (("  lifecycle {", "  master_user_secret {\n  }\n  lifecycle {"), "computed only", "6.58.0"),
+    (("cluster_identifier ", "cluster_scalability_type = \"standard\"\n  cluster_identifier "),
+     "unknown argument cluster_scalability_type", "4.61.0"),
+])
+def test_each_kind_of_mistake_is_reported(edit: tuple[str, str], expected: str, version: str,
+                                          aws_schema: dict[str, Any]) -> None:
+    broken = CLUSTER.replace(*edit)
+    assert broken != CLUSTER
+    found = problems_of(broken, aws_schema, version)
+    assert any(expected in message for message in found), found
+
+
+def test_engine_is_required_from_5_0_only(aws_schema: dict[str, Any]) -> None:
+    without = CLUSTER.replace('  engine                              = "aurora-postgresql"\n', "")
+    assert problems_of(without, aws_schema, "4.61.0") == []
+    assert "required argument engine is missing" in problems_of(without, aws_schema, "6.58.0")
+
+
+def test_the_provider_and_backend_blocks_are_checked(aws_schema: dict[str, Any]) -> None:
+    provider = 'provider "aws" {\n  region              = "eu-west-1"\n  s3_force_path_style = true\n}\n'
+    assert any("unknown argument s3_force_path_style" in m for m in problems_of(provider, aws_schema, "6.58.0"))
+    assert any("deprecated" in m for m in problems_of(provider, aws_schema, "4.61.0"))
+    assert problems_of(provider.replace("s3_force_path_style", "s3_use_path_style"), aws_schema) == []
+    backend = 'terraform {\n  backend "s3" {\n    bucket = "b"\n    key = "k"\n    dynamodb_table = "t"\n  }\n}\n'
+    assert any("dynamodb_table is deprecated" in m for m in problems_of(backend, aws_schema))
+    assert problems_of(backend.replace('dynamodb_table = "t"', "use_lockfile = true"), aws_schema) == []
+
+
+def test_postgres_provider_blocks_are_checked(postgres_schema: dict[str, Any], aws_schema: dict[str, Any]) -> None:
+    grant = ('resource "postgresql_grant" "g" {\n  database    = "d"\n  role        = "r"\n'
+             '  object_type = "tables"\n  privileges  = ["SELECT"]\n}\n')
+    found = [p.message for p in check_files({"pg.tf": grant}, aws_schema, "6.58.0", postgres_schema)]
+    assert any("'tables' is not one of" in m for m in found), found
+
+
+def test_the_copies_match_the_shared_reference_when_it_is_there() -> None:
+    shared = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
+    if not shared.is_dir():
+        pytest.skip("../shared is absent: the copies in tests/data/schemas are all there is")
+    for name in ("aws_provider_schema.json", "postgresql_provider_schema.json"):
+        assert (SCHEMAS / name).read_bytes() == (shared / name).read_bytes(), f"{name} differs from ../shared"

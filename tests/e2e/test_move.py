@@ -238,9 +238,11 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         count = len(writer.acked)
         eventually(lambda: len(writer.acked) > count + 50, what="writes go on after the move")
         gap, gap_at = writer.worst_gap_at(started, time.monotonic())
-        slow = [(round(at - started, 3), round(took, 3)) for at, took in writer.connects if at >= started and took > 0.5]
+        slow = [(round(at - started, 3), round(took, 3)) for at, took in writer.connects
+                if at >= started and took > 0.5]
         print(f"move back: pause {result['pause_seconds']:.3f}s {result['timings']}, worst gap between "
-              f"commits {gap:.3f}s at +{gap_at:.3f}s, run {ended - started:.1f}s, slow reconnects {slow}, writer errors "
+              f"commits {gap:.3f}s at +{gap_at:.3f}s, run {ended - started:.1f}s, slow reconnects {slow}, "
+              "writer errors "
               f"{[(round(at - started, 3), m) for at, m in writer.errors if at >= started]}")
         # The pause is what the move controls. The writer's worst gap also holds its reconnect through the
         # proxy on this shared 2-core machine (usually ~0.2 s, seen up to 2.6 s under load): a bound that

@@ -60,7 +60,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run(argv: list[str], env: dict[str, str]) -> None:
+def run_client_tool(argv: list[str], env: dict[str, str]) -> None:
+    """Run pg_dump/pg_restore/psql; a failure shows the command, its exit code and stderr."""
     try:
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=3600)
     except FileNotFoundError:
@@ -96,8 +97,8 @@ class Archive:
         self._remove_partials(partial.parent, f"{Path(name).name}.")  # of an interrupted earlier attempt
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _run(["pg_dump", "-Fc", "--no-password", "-h", source.host, "-p", str(source.port), "-U", source.user,
-                  "-d", database, "-f", str(partial)], source.env())
+            run_client_tool(["pg_dump", "-Fc", "--no-password", "-h", source.host, "-p", str(source.port),
+                             "-U", source.user, "-d", database, "-f", str(partial)], source.env())
             checksum, size = _sha256(partial), partial.stat().st_size
             if self.is_s3:
                 key = f"{self.prefix}/{name}" if self.prefix else name
@@ -165,5 +166,5 @@ class Archive:
 
 def restore_dump(source: DumpSource, dump_file: Path, database: str) -> None:
     """Restore a `pg_dump -Fc` file into an existing (empty) database."""
-    _run(["pg_restore", "--no-password", "--no-owner", "--exit-on-error", "-h", source.host, "-p", str(source.port),
-          "-U", source.user, "-d", database, str(dump_file)], source.env())
+    run_client_tool(["pg_restore", "--no-password", "--no-owner", "--exit-on-error", "-h", source.host,
+                     "-p", str(source.port), "-U", source.user, "-d", database, str(dump_file)], source.env())

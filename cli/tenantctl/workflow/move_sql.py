@@ -10,7 +10,6 @@ quoted with ``psycopg.sql``; psycopg errors become ``BackendError`` (``connect.t
 from __future__ import annotations
 
 import secrets
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ from typing import Any
 
 from psycopg import sql
 
-from tenantctl.errors import BackendError, ExternalCommandError
 from tenantctl.postgres.connect import ClusterConnection, Connection, connect_admin, translated
 
 
@@ -221,18 +219,14 @@ def copy_schema(source: ClusterConnection, target: ClusterConnection, database: 
 def _run(argv: list[str], connection: ClusterConnection) -> None:
     import os
 
-    env = {**os.environ, "PGPASSWORD": connection.admin_password, "PGCONNECT_TIMEOUT": "15"}
-    try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=3600)
-    except FileNotFoundError:
-        raise BackendError(f"{argv[0]} not found: install the PostgreSQL client tools") from None
-    if done.returncode != 0:
-        raise ExternalCommandError(argv, done.returncode, done.stderr)
+    from tenantctl.workflow.archive import run_client_tool
+
+    run_client_tool(argv, {**os.environ, "PGPASSWORD": connection.admin_password, "PGCONNECT_TIMEOUT": "15"})
 
 
 def ensure_subscription(target: ClusterConnection, database: str, name: str, publication: str, *,
                         source: ClusterConnection, role: str, password: str) -> None:
-    conninfo = " ".join(f"{key}='{value}'" for key, value in (
+    conninfo = " ".join(f"{key}='{_conninfo_quote(value)}'" for key, value in (
         ("host", source.host), ("port", source.port), ("dbname", database), ("user", role),
         ("password", password), ("connect_timeout", 15), ("application_name", name)))
     with _open(target, database) as conn, translated(f"subscribing {database} on the target"):
@@ -245,6 +239,10 @@ def ensure_subscription(target: ClusterConnection, database: str, name: str, pub
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
                 sql.Identifier(name), sql.Literal(conninfo)))
             conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
+
+
+def _conninfo_quote(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 
 def subscription_synced(target: ClusterConnection, database: str, name: str) -> bool:

@@ -170,7 +170,7 @@ def test_the_reviewed_plan_shows_what_cuts_access_and_refuses_silent_moves(proje
     for args in (("plan",), ("apply", "--auto-approve")):
         done = project.cli(*args)
         assert done.returncode == 3, (args, done.stdout, done.stderr)
-        assert "routed to cluster 'shared-01'" in done.stderr and "not supported yet" in done.stderr
+        assert "routed to cluster 'shared-01'" in done.stderr and "tenantctl move" in done.stderr
     assert snapshot(project.root) == before
     with project.admin() as admin:
         assert admin.execute("SELECT 1 FROM pg_database WHERE datname = 'delta_db1'").fetchall() == [(1,)]

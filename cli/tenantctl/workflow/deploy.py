@@ -100,8 +100,9 @@ class PostgresSection:
                         self.name, orphan.name, "database", "strand",
                         f"database {orphan.name} of tenant {orphan.tenant!r} holds its data on cluster "
                         f"{plan.cluster!r}, but the clients file places the tenant on "
-                        f"{placed[orphan.tenant or '']!r}: the apply would create it empty there. Moving a "
-                        f'tenant is not supported yet; set `cluster = "{plan.cluster}"` in its block'))
+                        f"{placed[orphan.tenant or '']!r}: the apply would create it empty there. This is a "
+                        f"move: run `tenantctl move {orphan.tenant} --to {placed[orphan.tenant or '']} "
+                        f'--proxy-socket PATH`, or set `cluster = "{plan.cluster}"` in its block'))
                 items.append(pipeline.SectionItem(
                     tenant=orphan.tenant, action="orphan", object=f"{orphan.kind} {orphan.name} kept",
                     detail=orphan.reason))

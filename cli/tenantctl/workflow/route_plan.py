@@ -100,8 +100,9 @@ def unsupported_moves(before: RoutingMap | None, model: Model) -> list[str]:
         problems.append(
             f"tenant {tenant.name!r} is routed to cluster {was!r}, where its data is, but the clients file now "
             f"places it on {tenant.cluster!r}{why}: the apply would create empty databases there and send the "
-            f"tenant to them. Moving a tenant between clusters is not supported yet; set "
-            f'`cluster = "{was}"` in its block')
+            f"tenant to them. This is a move: run `tenantctl move {tenant.name} --to {tenant.cluster} "
+            f'--proxy-socket PATH` (it copies the data live, then pins the file), or set `cluster = "{was}"` '
+            "in its block to keep it where it is")
     return problems
 
 

@@ -76,7 +76,7 @@ def test_a_changed_pin_is_a_move_and_is_refused(tmp_path: Path) -> None:
     routes = tmp_path / "routes.json"
     refuse_unsupported_moves(routes, moved)  # no map yet: nothing is routed, nothing can move
     write_map(routes, BEFORE)
-    with pytest.raises(RefusedError, match="not supported yet"):
+    with pytest.raises(RefusedError, match="tenantctl move"):
         refuse_unsupported_moves(routes, moved)
 
 

@@ -7,6 +7,7 @@ resumed (or undone) by rerunning the same command, leaving no replication slot b
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import re
@@ -53,6 +54,8 @@ clients = [
     cluster = "shared-01" },
   { name = "other", databases = { app = true }, allowed_ips = ["127.0.0.1/32"], rds_iam_auth = false,
     cluster = "shared-02" },
+  { name = "third", databases = { app = true }, allowed_ips = ["127.0.0.1/32"], rds_iam_auth = false,
+    cluster = "shared-01" },
 ]
 """
 
@@ -160,7 +163,7 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         mover.execute("CREATE TABLE notes (body text)")  # no primary key: needs REPLICA IDENTITY FULL
         mover.execute("INSERT INTO notes SELECT 'note ' || g FROM generate_series(1, 300) g")
         mover.execute("INSERT INTO acks (n) SELECT g FROM generate_series(1, 5000) g")
-    for tenant in ("steady", "other"):
+    for tenant in ("steady", "other", "third"):
         done = subprocess.run(["pgbench", "-i", "-s", "1", "-q", project.dsn(tenant, "app")], capture_output=True,
                               text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
@@ -175,7 +178,7 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
 
     writer = Writer(project.dsn("mover", "app"))
     writer.start()
-    bench = [Bench(project.dsn(tenant, "app")) for tenant in ("steady", "other")]
+    bench = [Bench(project.dsn(tenant, "app")) for tenant in ("steady", "other", "third")]
     for thread in bench:
         thread.start()
     try:
@@ -223,7 +226,8 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         assert replication_leftovers(project) == []
 
         # --- back again: crashes while preparing and after the copy, then a clean cut-over -----------
-        back = ("move", "mover", "--rollback", "--proxy-socket", str(socket_path), "--yes")
+        dumps = project.root / "move-dumps"
+        back = ("move", "mover", "--rollback", "--proxy-socket", str(socket_path), "--dump", str(dumps), "--yes")
         project.kill_at(back, "move-prepared")
         project.kill_at(back, "move-copied")
         started = time.monotonic()
@@ -233,8 +237,12 @@ def test_move_under_load_survives_timeouts_and_crashes(project: Project) -> None
         result = next(e for e in reversed(ledger) if e["step"] == "tenant_resumed")
         done = project.ok(*back, "--format", "json")
         ended = time.monotonic()
-        assert json.loads(done.stdout)["steps"] == ["source_database_archived", "clients_file_updated",
-                                                     "move_completed"]
+        finished = json.loads(done.stdout)
+        assert finished["steps"] == ["source_database_dumped", "source_database_archived", "clients_file_updated",
+                                     "move_completed"]
+        (dumped,) = finished["dumps"]
+        assert dumped["database"] == "mover_app" and Path(dumped["location"]).is_file()
+        assert hashlib.sha256(Path(dumped["location"]).read_bytes()).hexdigest() == dumped["sha256"]
         count = len(writer.acked)
         eventually(lambda: len(writer.acked) > count + 50, what="writes go on after the move")
         gap, gap_at = writer.worst_gap_at(started, time.monotonic())

@@ -223,6 +223,9 @@ def move(
                                "full (row counts and a hash of every row of every table; the pause grows with "
                                "the tenant's size, ~10 s per GB here) or counts (row counts only, faster)."),
     plan_only: bool = typer.Option(False, "--plan-only", help="Show what the move will do; change nothing."),
+    dump: str | None = typer.Option(None, "--dump", help="Also dump each source database (pg_dump -Fc, sha256 in "
+                                    "the ledger) to this directory or s3://BUCKET/PREFIX before it is archived.",
+                                    show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     clients: Path | None = CLIENTS_OPTION,
     output: OutputFormat = FORMAT_OPTION,
@@ -249,7 +252,7 @@ def move(
     if verify not in ("full", "counts"):
         raise InputError(f"--verify: expected full or counts, got {verify!r}")
     options = MoveOptions(timeout=timeout, copy_timeout=copy_timeout, proxy_sockets=tuple(proxy_socket),
-                          plan_only=plan_only, verify=verify)
+                          plan_only=plan_only, verify=verify, dump_to=dump)
     if not plan_only and not yes:
         if not sys.stdin.isatty():
             raise RefusedError("move needs confirmation and stdin is not a terminal", hint="pass --yes")
@@ -271,6 +274,9 @@ def move(
               f"{' (resumed run)' if result.resumed_run else ''}", markup=False)
     for database, archived in sorted(result.archived.items()):
         out.print(f"  {database} on {result.source} kept as {archived}", markup=False)
+    for saved in result.dumps:
+        out.print(f"  {saved['database']} dumped to {saved['location']} (sha256 {saved['sha256'][:12]}…)",
+                  markup=False)
     out.print("next: `tenantctl plan` (the tenant's IAM policy names its new cluster)", markup=False)
 
 

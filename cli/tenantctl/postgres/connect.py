@@ -26,15 +26,48 @@ Connection = psycopg.Connection[Any]
 
 @dataclass(frozen=True)
 class ClusterConnection:
+    """How tenantctl reaches one cluster as its administrator.
+
+    ``host`` is the cluster's endpoint name: with ``sslmode = "verify-full"`` the server certificate must
+    name it (Aurora's do, signed by the RDS CA bundle given as ``sslrootcert``, e.g.
+    https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem). ``connect_address`` (an IP) and
+    ``connect_port`` reach it another way (a bastion's or an SSM tunnel's local end) while the
+    certificate is still checked against ``host``: libpq's ``hostaddr``.
+    """
+
     cluster: str
     host: str
     port: int
     admin_user: str
     admin_password: str = field(repr=False)
     maintenance_db: str = MAINTENANCE_DB
+    sslmode: str | None = None  # None: libpq's default (prefer)
+    sslrootcert: str | None = None
+    connect_address: str | None = None
+    connect_port: int | None = None
 
     def describe(self) -> str:
-        return f"{self.cluster} ({self.admin_user}@{self.host}:{self.port})"
+        via = (f" via {self.connect_address}:{self.connect_port or self.port}"
+               if self.connect_address or self.connect_port else "")
+        return f"{self.cluster} ({self.admin_user}@{self.host}:{self.port}{via})"
+
+    def libpq_params(self) -> dict[str, str | int]:
+        """Connection parameters other than user, password and database (for psycopg and the client tools)."""
+        params: dict[str, str | int] = {"host": self.host, "port": self.connect_port or self.port}
+        if self.connect_address:
+            params["hostaddr"] = self.connect_address
+        if self.sslmode:
+            params["sslmode"] = self.sslmode
+        if self.sslrootcert:
+            params["sslrootcert"] = self.sslrootcert
+        return params
+
+    def libpq_env(self) -> dict[str, str]:
+        """The same for pg_dump/pg_restore, as PG* environment variables (the password included)."""
+        names = {"host": "PGHOST", "port": "PGPORT", "hostaddr": "PGHOSTADDR", "sslmode": "PGSSLMODE",
+                 "sslrootcert": "PGSSLROOTCERT"}
+        return {**{names[k]: str(v) for k, v in self.libpq_params().items()}, "PGPASSWORD": self.admin_password,
+                "PGUSER": self.admin_user}
 
 
 class ClusterResolver(Protocol):
@@ -71,15 +104,25 @@ class StaticClusterResolver:
 
 def connect_admin(target: ClusterConnection, dbname: str | None = None, *,
                   autocommit: bool = True) -> Connection:
+    if target.sslrootcert and not Path(target.sslrootcert).is_file():
+        raise BackendError(f"cluster {target.cluster}: the CA bundle {target.sslrootcert} does not exist",
+                           hint="set the CA bundle to a PEM file (for RDS: "
+                                "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)")
     try:
         return psycopg.connect(
-            host=target.host, port=target.port, dbname=dbname or target.maintenance_db,
+            **target.libpq_params(), dbname=dbname or target.maintenance_db,  # type: ignore[arg-type]
             user=target.admin_user, password=target.admin_password, autocommit=autocommit,
             connect_timeout=CONNECT_TIMEOUT_S, application_name="tenantctl",
         )
     except psycopg.Error as error:
+        message = _first_line(error)
+        hint = None
+        if "certificate" in message or "SSL" in message or "server name" in message:
+            hint = (f"the server's certificate must be signed by the CA bundle ({target.sslrootcert or 'none set'}) "
+                    f"and name {target.host!r}; through a tunnel, keep the endpoint name as the host and set the "
+                    "connect address to the tunnel's end")
         raise BackendError(f"cannot connect to cluster {target.describe()} database "
-                           f"{dbname or target.maintenance_db!r}: {_first_line(error)}") from error
+                           f"{dbname or target.maintenance_db!r}: {message}", hint=hint) from error
 
 
 @contextmanager

@@ -36,9 +36,10 @@ class DumpSource:
     port: int
     user: str
     password: str
+    tls_env: tuple[tuple[str, str], ...] = ()  # PGHOSTADDR, PGSSLMODE, PGSSLROOTCERT of the cluster connection
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
+        return {**os.environ, **dict(self.tls_env), "PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "10"}
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ CUTOVER_ABORTED = "cutover_aborted"
 SWITCHED = "routing_switched"
 RESUMED = "tenant_resumed"
 CLEANED = "replication_removed"
+DUMPED = "source_database_dumped"
 ARCHIVED = "source_database_archived"
 FILE_UPDATED = "clients_file_updated"
 COMPLETED = "move_completed"
@@ -98,6 +99,7 @@ class Proxy:
 class MoveOptions:
     timeout: float = 10.0  # drain + catch-up during the cut-over, seconds
     verify: str = "full"  # "full": row counts and row hashes; "counts": row counts only (faster pause)
+    dump_to: str | None = None  # also dump each source database (pg_dump -Fc, sha256) here before archiving it
     copy_timeout: float = 3600.0  # the initial copy
     proxy_sockets: tuple[Path, ...] = ()
     plan_only: bool = False
@@ -115,13 +117,14 @@ class MoveResult:
     cutover_timings: dict[str, float] = field(default_factory=dict)
     verified: list[dict[str, Any]] = field(default_factory=list)
     archived: dict[str, str] = field(default_factory=dict)
+    dumps: list[dict[str, Any]] = field(default_factory=list)
     plan_only: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"tenant": self.tenant, "run": self.run_id, "source": self.source, "target": self.target,
                 "resumed": self.resumed_run, "steps": self.steps, "pause_seconds": self.pause_seconds,
                 "cutover_timings": self.cutover_timings,
-                "verified": self.verified, "archived": self.archived, "plan_only": self.plan_only}
+                "verified": self.verified, "archived": self.archived, "dumps": self.dumps, "plan_only": self.plan_only}
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ def move(root: Path, clients_file: Path, name: str, target: str, *, options: Mov
                              "pause the tenant during the cut-over")
         run_id = moment.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
         entry = ledger.record(name, STARTED, run=run_id, source=source, target=target, databases=databases,
-                              archives=archives,
+                              archives=archives, dump_to=options.dump_to,
                               name=NAME_PREFIX + run_id.lower().replace("-", "_"), login_role=tenant_login(model, name))
         run = Run(name, run_id, entry, (entry,))
     if not options.proxy_sockets and not run.done(RESUMED):
@@ -531,14 +534,22 @@ class _Mover:
         self.step(CLEANED)
 
     def _archive_sources(self) -> None:
-        from tenantctl.workflow.offboard import ClusterAdmin
+        from tenantctl.workflow.offboard import ClusterAdmin, open_archive
 
         admin = ClusterAdmin(self.source)
         archives = dict(self.run_.started.details["archives"])
+        dump_to = self.run_.started.details.get("dump_to")
         for database in self.run_.databases:
             if self.run_.done(ARCHIVED, database=database):
                 continue
             archived = str(archives[database])
+            if dump_to and not self.run_.done(DUMPED, database=database) and db.database_exists(self.source, database):
+                self.progress(f"finish: dumping {database} from {self.run_.source} to {dump_to}")
+                archive = open_archive(self.root, self.model, str(dump_to))
+                name = f"{self.tenant}/move-{self.run_.run_id}/{database}.dump"
+                dump = archive.dump(admin.dump_source(), database, name)
+                self.step(DUMPED, **dump.to_json())
+                self.result.dumps.append(dump.to_json())
             if db.database_exists(self.source, database):
                 self.progress(f"finish: renaming {database} on {self.run_.source} to {archived}")
                 admin.rename_database(database, archived, Marker(tenant=self.tenant, archived=self.run_.run_id))

@@ -210,10 +210,8 @@ def copy_schema(source: ClusterConnection, target: ClusterConnection, database: 
     with tempfile.TemporaryDirectory(prefix="tenantctl-move-") as scratch:
         dump = Path(scratch) / "schema.dump"
         _run(["pg_dump", "-Fc", "--schema-only", "--no-publications", "--no-subscriptions", "--no-password",
-              "-h", source.host, "-p", str(source.port), "-U", source.admin_user, "-d", database, "-f", str(dump)],
-             source)
-        _run(["pg_restore", "--no-password", "--exit-on-error", "-h", target.host, "-p", str(target.port),
-              "-U", target.admin_user, "-d", database, str(dump)], target)
+              "-d", database, "-f", str(dump)], source)
+        _run(["pg_restore", "--no-password", "--exit-on-error", "-d", database, str(dump)], target)
 
 
 def _run(argv: list[str], connection: ClusterConnection) -> None:
@@ -221,7 +219,7 @@ def _run(argv: list[str], connection: ClusterConnection) -> None:
 
     from tenantctl.workflow.archive import run_client_tool
 
-    run_client_tool(argv, {**os.environ, "PGPASSWORD": connection.admin_password, "PGCONNECT_TIMEOUT": "15"})
+    run_client_tool(argv, {**os.environ, **connection.libpq_env(), "PGCONNECT_TIMEOUT": "15"})
 
 
 def ensure_subscription(target: ClusterConnection, database: str, name: str, publication: str, *,

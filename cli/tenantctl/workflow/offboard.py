@@ -202,7 +202,9 @@ class ClusterAdmin:
 
     def dump_source(self) -> DumpSource:
         c = self.connection
-        return DumpSource(c.host, c.port, c.admin_user, c.admin_password)
+        tls = tuple((k, v) for k, v in sorted(c.libpq_env().items())
+                    if k in ("PGHOSTADDR", "PGSSLMODE", "PGSSLROOTCERT"))
+        return DumpSource(c.host, c.connect_port or c.port, c.admin_user, c.admin_password, tls)
 
 
 def cluster_admin(root: Path, model: Model, cluster: str) -> ClusterAdmin:

@@ -45,6 +45,8 @@ def target_for(settings: Settings, moto_url: str | None = None) -> AwsTarget:
         if moto_url is None:
             raise ValueError("the local target needs a moto server URL (tenantctl.local.moto.ensure_moto)")
         return AwsTarget(region=settings.region, endpoint_url=moto_url)
+    if settings.aws_endpoint_url:  # the aws target's code paths against a stand-in (LocalStack, moto)
+        return AwsTarget(region=settings.region, endpoint_url=settings.aws_endpoint_url.rstrip("/"))
     return AwsTarget(region=settings.region)
 
 

@@ -59,6 +59,8 @@ class _Context:
         from tenantctl.aws.session import client, target_for
         from tenantctl.local.moto import moto_status
 
+        if self.model.settings.target != "local":
+            return SecretsManagerStore(client(target_for(self.model.settings), "secretsmanager"))
         moto = moto_status(self.state_dir)
         if moto is None:
             raise BackendError("the local moto server (Secrets Manager for generated passwords) is not running",

@@ -61,6 +61,18 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class PostgresAccess:
+    """How tenantctl itself reaches the clusters' PostgreSQL (``settings.postgres``)."""
+
+    ssl_mode: str = ""  # "": libpq's default; "verify-full" on aws (the RDS CA bundle as ca_bundle)
+    ca_bundle: str = ""
+    connect: tuple[tuple[str, str, int], ...] = ()  # (cluster, address, port): a bastion's or tunnel's end
+
+    def connect_address(self, cluster: str) -> tuple[str, int] | None:
+        return next(((address, port) for name, address, port in self.connect if name == cluster), None)
+
+
+@dataclass(frozen=True)
 class Settings:
     region: str = "eu-west-1"
     account_id: str = "123456789012"  # moto's default account
@@ -70,6 +82,8 @@ class Settings:
     allow_private_source_ips: bool = False
     default_tier: str = DEFAULT_TIER
     backend: Backend = Backend()
+    postgres: PostgresAccess = PostgresAccess()
+    aws_endpoint_url: str = ""  # AWS APIs served elsewhere (LocalStack, moto): boto3 calls go there
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from tenantctl.model.types import (
     Backend,
     Cluster,
     Model,
+    PostgresAccess,
     Settings,
     Tenant,
     Tier,
@@ -47,7 +48,10 @@ TOP_LEVEL_KEYS = ("clients", "clusters", "settings", "tiers")
 TENANT_KEYS = ("name", "databases", "allowed_ips", "rds_iam_auth", "tier", "cluster", "connection_limit", "tags")
 CLUSTER_KEYS = ("min_acu", "max_acu", "engine_version", "max_tenants", "dedicated")
 SETTINGS_KEYS = ("region", "account_id", "prefix", "postgres_engine", "target", "allow_private_source_ips",
-                 "default_tier", "backend")
+                 "default_tier", "backend", "postgres", "aws_endpoint_url")
+POSTGRES_ACCESS_KEYS = ("ssl_mode", "ca_bundle", "connect")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?")
 BACKEND_KEYS = ("kind", "bucket", "key_prefix", "dynamodb_table", "region")
 TIER_KEYS = ("connection_limit", "statement_timeout_ms", "idle_in_transaction_timeout_ms", "proxy_max_connections")
 
@@ -206,6 +210,8 @@ def _settings(check: _Checker, node: Node | None) -> Settings:
         "allow_private_source_ips": check.boolean,
         "default_tier": check.string,
         "backend": lambda n, p: _backend(check, n, p),
+        "postgres": lambda n, p: _postgres_access(check, n, p),
+        "aws_endpoint_url": lambda n, p: _matching(check, n, p, ENDPOINT_URL, "an http(s)://host[:port] URL"),
     }
     for key, parse in fields.items():
         if key in node.value:
@@ -225,6 +231,30 @@ def _matching(check: _Checker, node: Node, path: str, pattern: re.Pattern[str], 
                     + (f" (at most {max_len} characters)" if max_len < 255 else ""))
         return None
     return value
+
+
+def _postgres_access(check: _Checker, node: Node, path: str) -> PostgresAccess | None:
+    if not check.kind(node, "object", path, "an object"):
+        return None
+    check.keys(node, POSTGRES_ACCESS_KEYS, path)
+    values: dict[str, Any] = {}
+    if "ssl_mode" in node.value:
+        values["ssl_mode"] = check.choice(node.value["ssl_mode"], f"{path}.ssl_mode", SSL_MODES)
+    if "ca_bundle" in node.value:
+        values["ca_bundle"] = check.string(node.value["ca_bundle"], f"{path}.ca_bundle")
+    connect = node.value.get("connect")
+    if connect is not None and check.kind(connect, "object", f"{path}.connect", "an object of cluster = \"HOST:PORT\""):
+        entries = []
+        for cluster, item in connect.value.items():
+            where = f"{path}.connect.{cluster}"
+            text = check.string(item, where)
+            host, sep, port = (text or "").rpartition(":")
+            if text is not None and (not sep or not host or not port.isdigit() or not 0 < int(port) < 65536):
+                check.error(item.pos, where, f"`{text}` is not HOST:PORT")
+            elif text is not None:
+                entries.append((cluster, host.strip("[]"), int(port)))
+        values["connect"] = tuple(sorted(entries))
+    return PostgresAccess(**{k: v for k, v in values.items() if v is not None})
 
 
 def _backend(check: _Checker, node: Node, path: str) -> Backend | None:

@@ -13,11 +13,16 @@ if TYPE_CHECKING:
 
 
 def cluster_resolver(model: Model, state_dir: Path, *, start_local_servers: bool = True) -> ClusterResolver:
-    """The resolver for the model's target (only ``local`` so far), starting its servers when asked."""
+    """The resolver for the model's target, starting the local servers when asked (local target only).
+
+    aws: endpoints from the applied cluster stack's outputs, the admin login from its RDS-managed secret,
+    TLS and connect addresses from ``settings.postgres`` (``aws/clusters.py``)."""
+    if model.settings.target == "aws":
+        from tenantctl.aws.clusters import outputs_resolver
+
+        return outputs_resolver(model, state_dir)
     if model.settings.target != "local":
-        raise InputError(f"tenantctl cannot reach the PostgreSQL clusters of the {model.settings.target!r} target "
-                         "directly yet (native Postgres engine, offboarding, restore and purge)",
-                         hint='use the local target, or settings.postgres_engine = "terraform"')
+        raise InputError(f"unknown target {model.settings.target!r}")
     from tenantctl.postgres.connect import LocalClusterResolver  # psycopg: only when a cluster is reached
 
     if start_local_servers:

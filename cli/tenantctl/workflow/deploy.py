@@ -64,8 +64,8 @@ def _secret_store(model: Model, state_dir: Path) -> Any:
     from tenantctl.aws.session import client, target_for
     from tenantctl.local.moto import ensure_moto
 
-    moto = ensure_moto(state_dir)
-    return SecretsManagerStore(client(target_for(model.settings, moto.url), "secretsmanager"))
+    moto_url = ensure_moto(state_dir).url if model.settings.target == "local" else None
+    return SecretsManagerStore(client(target_for(model.settings, moto_url), "secretsmanager"))
 
 
 @dataclass

@@ -161,11 +161,13 @@ def test_the_ledger_block_pins_the_cluster_and_omits_the_default_tier() -> None:
     assert offboard_module._block_of(model, model.tenants[0]).tier == "basic"
 
 
-def test_clusters_of_the_aws_target_are_refused_with_the_way_out(tmp_path: Path) -> None:
+def test_clusters_of_the_aws_target_resolve_from_the_applied_outputs_and_start_nothing(tmp_path: Path) -> None:
+    from tenantctl.errors import BackendError
     from tenantctl.workflow.clusters import cluster_resolver
 
     model = model_from_text(CLIENTS.replace('target = "local"', 'target = "aws"'))
-    with pytest.raises(InputError, match="'aws' target") as refused:
-        cluster_resolver(model, tmp_path)
-    assert "postgres_engine" in (refused.value.hint or "")
+    resolver = cluster_resolver(model, tmp_path)  # no local server, no moto
+    with pytest.raises(BackendError, match="no endpoint recorded") as refused:
+        resolver.resolve(model.clusters[0].name)
+    assert "tenantctl apply" in (refused.value.hint or "")
     assert not any(tmp_path.iterdir())  # nothing started, nothing written

@@ -24,9 +24,12 @@ finishes. Nothing here drops a tenant database.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -253,9 +256,41 @@ def rollback_target(root: Path, name: str) -> str:
     return finished[-1].source
 
 
+LOCK_FILE = deploy.STATE_DIR / "move.lock"
+
+
+@contextmanager
+def _one_move_at_a_time(root: Path, plan_only: bool) -> Iterator[None]:
+    """Two moves of a project at once would interleave their ledgers, cut-overs and routing-map writes."""
+    if plan_only:
+        yield
+        return
+    path = root / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise RefusedError(f"another tenantctl move is running in this project (pid {holder})",
+                               hint="wait for it; after a crash the lock is released and a rerun resumes") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock (a SIGKILLed process releases it too)
+
+
 def move(root: Path, clients_file: Path, name: str, target: str, *, options: MoveOptions | None = None,
          progress: Progress = _quiet, now: datetime | None = None) -> MoveResult:
     options = options or MoveOptions()
+    with _one_move_at_a_time(root, options.plan_only):
+        return _move(root, clients_file, name, target, options=options, progress=progress, now=now)
+
+
+def _move(root: Path, clients_file: Path, name: str, target: str, *, options: MoveOptions,
+          progress: Progress, now: datetime | None) -> MoveResult:
     ledger = Ledger(root / LEDGER_FILE)
     text = _read(clients_file)
     model = model_from_text(text, str(clients_file))

@@ -105,8 +105,9 @@ def toolchain_show(
         out.print(f"provider   {provider['source']} {provider['version']} ({provider['path']})", markup=False)
     out.print(f"cli config {layout.cli_config}", markup=False)
     for target, origin in sources.items():
-        out.print(f"target {target:<5} providers from {origin.description} (cli config {origin.cli_config})",
-                  markup=False)
+        cache = "its own plugin_cache_dir" if origin.plugin_cache is None else str(origin.plugin_cache)
+        out.print(f"target {target:<5} providers from {origin.description} (cli config {origin.cli_config}; "
+                  f"plugin cache {cache})", markup=False)
 
 
 class ConsoleProgress:

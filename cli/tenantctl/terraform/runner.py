@@ -168,11 +168,13 @@ class TerraformRunner:
     def init(self, backend_config: Mapping[str, str] | None = None) -> None:
         args = ["init", "-input=false", "-no-color", "-reconfigure"]
         args += [f"-backend-config={key}={value}" for key, value in sorted((backend_config or {}).items())]
+        progress: list[str] = []  # "- Finding hashicorp/aws versions matching ">= 4.61.0"..."
         try:
-            self._run(args)
+            self._run(args, sink=progress.append)
         except ExternalCommandError as error:
-            if self.toolchain.target == "aws" and _PROVIDER_FAILURE.search(error.stderr or ""):
-                raise _provider_unavailable(error) from error
+            unavailable = _provider_unavailable(error.stderr or "", "".join(progress), self.toolchain.target)
+            if unavailable is not None:
+                raise unavailable from error
             raise
 
     def plan(
@@ -406,20 +408,51 @@ def _raise_known_failures(detail: str, argv: list[str], workdir: str | None = No
         )
 
 
-_PROVIDER_FAILURE = re.compile(r"Failed to (query available provider packages|install provider)|"
-                               r"no available releases match|could not connect to registry")
+class ProviderUnavailableError(TenantctlError):
+    """``terraform init`` could not obtain a provider the stack requires."""
+
+    def __init__(self, message: str, providers: Mapping[str, str], *, hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.providers = dict(providers)  # provider -> the version constraint the stack requires
 
 
-def _provider_unavailable(error: ExternalCommandError) -> TenantctlError:
-    from tenantctl.terraform.toolchain import AWS_TARGET_PROVIDER
+_FINDING = re.compile(r'Finding (?:latest version of )?(\S+?) versions? matching "([^"]*)"')
+# Terraform wraps its error text: these run over the whitespace-normalised stderr.
+_QUERY_FAILED = re.compile(r"available versions for provider (\S+?): (.+?)(?= To see which| Error:|$)")
+_INSTALL_FAILED = re.compile(r"Error while installing (\S+?) v\S+: (.+?)(?= Error:|$)")
 
-    text = " ".join((error.stderr or "").split())
-    cause = re.search(r"(could not connect to [^:]+|no available releases match[^.]*|Failed to install provider[^.]*)",
-                      text)
-    detail = cause.group(1) if cause else ""
-    return TenantctlError(
-        f"terraform init could not obtain the AWS provider the aws-target stacks require ({AWS_TARGET_PROVIDER})"
-        + (f": {detail}" if detail else ""),
-        hint="allow HTTPS to registry.terraform.io and releases.hashicorp.com; or set TF_CLI_CONFIG_FILE to a CLI "
-             "config whose provider_installation uses your own network_mirror or filesystem_mirror; or prefill "
-             "TF_PLUGIN_CACHE_DIR. `tenantctl toolchain show` says which source each target uses")
+
+def _provider_unavailable(stderr: str, stdout: str, target: str) -> ProviderUnavailableError | None:
+    """Which providers init could not obtain, with the stack's constraint, the cause and what to set."""
+    text = " ".join(stderr.split())
+    causes: dict[str, str] = {}
+    for pattern in (_QUERY_FAILED, _INSTALL_FAILED):
+        for provider, cause in pattern.findall(text):
+            causes.setdefault(provider, _short_cause(cause))
+    if not causes:
+        return None
+    constraints = dict(_FINDING.findall(" ".join(stdout.split())))
+    required = {provider: constraints.get(provider, "(any version)") for provider in causes}
+    listed = "; ".join(f"{provider} {required[provider]}: {cause}" for provider, cause in sorted(causes.items()))
+    if target == "aws":
+        hint = ("allow HTTPS to registry.terraform.io and to where providers download from (releases.hashicorp.com; "
+                "github.com for cyrilgdn/postgresql); or set TF_CLI_CONFIG_FILE to a CLI config whose "
+                "provider_installation uses your own network_mirror, or a filesystem_mirror filled with "
+                "`terraform providers mirror DIR` on a connected machine (a plugin cache directory filled there "
+                "serves as that path; a plugin cache alone does not, init still asks the registry). "
+                "`tenantctl toolchain show` says which source each target uses")
+    else:
+        hint = ("the local target installs hashicorp/* from its offline mirror only (`tenantctl toolchain install` "
+                "fills it) and other providers (cyrilgdn/postgresql, for postgres_engine = \"terraform\") from the "
+                "registry: allow HTTPS to registry.terraform.io, or use the default postgres_engine = \"native\", "
+                "which needs no provider")
+    return ProviderUnavailableError(
+        f"terraform init could not obtain the provider{'s' if len(causes) > 1 else ''} this {target}-target stack "
+        f"requires: {listed}", required, hint=hint)
+
+
+def _short_cause(cause: str) -> str:
+    unreachable = re.match(r"could not connect to (\S+?):", cause)
+    if unreachable:
+        return f"{unreachable.group(1)} is unreachable"
+    return cause.rstrip(". ")

@@ -14,10 +14,13 @@ Which binary runs, first match wins: ``$TENANTCTL_TERRAFORM``; a ``terraform`` o
 the cached Terraform 1.0.3.
 
 Where providers come from depends on the target (``provider_source``): the ``local`` target installs
-them from the mirror only (offline, reproducible); the ``aws`` target needs hashicorp/aws >= 4.61, which
-the mirror cannot hold, so its CLI config leaves provider installation to Terraform's default (the
-registry), and a user's own ``TF_CLI_CONFIG_FILE`` (a network or filesystem mirror of their own) and
-``TF_PLUGIN_CACHE_DIR`` are used as they are.
+``hashicorp/*`` from the mirror only (offline, reproducible) and any other provider (cyrilgdn/postgresql,
+for the ``terraform`` Postgres engine) from its registry; the ``aws`` target needs hashicorp/aws >= 4.61,
+which the mirror cannot hold, so its CLI config leaves provider installation to Terraform's default (the
+registry), and a user's own ``TF_CLI_CONFIG_FILE`` (a network or filesystem mirror of their own) is used
+as it is, with its ``plugin_cache_dir`` (or ``TF_PLUGIN_CACHE_DIR``) if it sets one. A plugin cache alone
+does not make ``init`` work offline (Terraform still asks the registry which versions exist, even with a
+lock file); a filled cache directory does serve as a ``filesystem_mirror`` path.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import fcntl
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -66,12 +70,13 @@ class ProviderSource:
     target: str
     kind: str  # "mirror" (offline), "registry", or "user-config" (the user's TF_CLI_CONFIG_FILE)
     cli_config: Path
-    plugin_cache: Path
+    plugin_cache: Path | None  # None: the user's own CLI config sets plugin_cache_dir; left to it
     description: str
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | None]:
         return {"target": self.target, "kind": self.kind, "cli_config": str(self.cli_config),
-                "plugin_cache": str(self.plugin_cache), "description": self.description}
+                "plugin_cache": None if self.plugin_cache is None else str(self.plugin_cache),
+                "description": self.description}
 
 
 def provider_source(target: str, layout: CacheLayout, env: dict[str, str] | None = None) -> ProviderSource:
@@ -79,14 +84,25 @@ def provider_source(target: str, layout: CacheLayout, env: dict[str, str] | None
     if target != "aws":
         return ProviderSource(target, "mirror", layout.cli_config, layout.plugin_cache,
                               f"offline mirror {layout.mirror} (hashicorp/aws {AWS_PROVIDER_VERSION}); no network")
-    own_cache = Path(environ["TF_PLUGIN_CACHE_DIR"]) if environ.get("TF_PLUGIN_CACHE_DIR") else layout.plugin_cache
+    own_cache = Path(environ["TF_PLUGIN_CACHE_DIR"]) if environ.get("TF_PLUGIN_CACHE_DIR") else None
     own_config = environ.get("TF_CLI_CONFIG_FILE")
     if own_config and Path(own_config).expanduser().is_file():  # Terraform ignores a missing one: so do we
+        # TF_PLUGIN_CACHE_DIR overrides a config's plugin_cache_dir: set it only when theirs sets none.
+        if own_cache is None and not _sets_plugin_cache(Path(own_config).expanduser()):
+            own_cache = layout.plugin_cache
         return ProviderSource(target, "user-config", Path(own_config), own_cache,
                               f"your TF_CLI_CONFIG_FILE ({own_config}) decides; {AWS_TARGET_PROVIDER} required")
-    return ProviderSource(target, "registry", layout.cli_config_aws, own_cache,
+    return ProviderSource(target, "registry", layout.cli_config_aws, own_cache or layout.plugin_cache,
                           f"the Terraform registry ({AWS_TARGET_PROVIDER}); set TF_CLI_CONFIG_FILE to use your own "
                           "provider mirror, TF_PLUGIN_CACHE_DIR for your own plugin cache")
+
+
+def _sets_plugin_cache(cli_config: Path) -> bool:
+    try:
+        text = cli_config.read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^\s*plugin_cache_dir\s*=", text, re.MULTILINE) is not None
 
 
 @dataclass(frozen=True)
@@ -100,20 +116,22 @@ class ProviderInfo:
 class Toolchain:
     terraform: Path  # the binary that runs
     cli_config: Path  # TF_CLI_CONFIG_FILE: the target's provider installation (see provider_source)
-    plugin_cache: Path  # TF_PLUGIN_CACHE_DIR shared by every stack
+    plugin_cache: Path | None  # TF_PLUGIN_CACHE_DIR shared by every stack (None: the CLI config's own)
     source: str = "cache"  # where `terraform` came from: "env", "path" or "cache"
     mirror: Path | None = None
     target: str = "local"  # whose provider source cli_config is
 
     def env(self) -> dict[str, str]:
         """Environment variables to run ``terraform`` with (merge over ``os.environ``)."""
-        return {
+        env = {
             "TF_CLI_CONFIG_FILE": str(self.cli_config),
-            "TF_PLUGIN_CACHE_DIR": str(self.plugin_cache),
             "TF_IN_AUTOMATION": "1",
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
         }
+        if self.plugin_cache is not None:
+            env["TF_PLUGIN_CACHE_DIR"] = str(self.plugin_cache)
+        return env
 
     def providers(self) -> list[ProviderInfo]:
         """Providers available in the mirror (what every stack will be initialised with)."""

@@ -235,27 +235,68 @@ def test_output_is_followed_line_by_line_while_terraform_runs(tmp_path: Path) ->
     assert seen[-1][1] - seen[0][1] > 0.4, "events arrive while terraform runs, not all at its exit"
 
 
-REGISTRY_FAILURE = """
-    import sys
-    sys.stderr.write("Error: Failed to query available provider packages\\n\\nCould not retrieve the list of "
-                     "available versions for provider hashicorp/aws: could not connect to registry.terraform.io: "
-                     "failed to request discovery document\\n")
+# What Terraform 1.11 prints when init cannot get the providers (wrapped as it wraps them): the aws target's
+# registry unreachable for both providers of a terraform-engine tenant stack; the local target's mirror
+# without the version the stack asks for.
+INIT_FAILURE = """
+    import os, sys
+    print("Initializing provider plugins...")
+    print('- Finding hashicorp/aws versions matching ">= 4.61.0"...')
+    print('- Finding cyrilgdn/postgresql versions matching "1.26.0"...')
+    aws = ("could not connect to registry.terraform.io: failed to request discovery\\ndocument: Get "
+           "\\"https://registry.terraform.io/.well-known/terraform.json\\": dial tcp: no such host")
+    if os.environ.get("MIRROR"):
+        aws = "no available releases match the given constraints >= 4.61.0"
+    sys.stderr.write(
+        "\\nError: Failed to query available provider packages\\n\\nCould not retrieve the list of available "
+        "versions for provider hashicorp/aws:\\n" + aws + "\\n\\nTo see which modules are currently depending on "
+        "hashicorp/aws and what\\nversions are specified, run the following command:\\n    terraform providers\\n"
+        "\\nError: Failed to query available provider packages\\n\\nCould not retrieve the list of available "
+        "versions for provider\\ncyrilgdn/postgresql: could not connect to registry.terraform.io: failed to\\n"
+        "request discovery document: Get\\n\\"https://registry.terraform.io/.well-known/terraform.json\\": dial "
+        "tcp\\n\\nTo see which modules are currently depending on cyrilgdn/postgresql and what\\nversions are "
+        "specified, run the following command:\\n    terraform providers\\n")
     sys.exit(1)
 """
 
 
-def test_an_aws_target_init_that_cannot_get_its_provider_says_what_to_do(tmp_path: Path) -> None:
+def test_an_init_that_cannot_get_its_providers_names_each_with_its_version_and_what_to_do(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from tenantctl.errors import TenantctlError
+    from tenantctl.terraform.runner import ProviderUnavailableError
 
-    toolchain = replace(fake_terraform(tmp_path, REGISTRY_FAILURE), target="aws")
-    with pytest.raises(TenantctlError) as caught:
+    toolchain = replace(fake_terraform(tmp_path, INIT_FAILURE), target="aws")
+    with pytest.raises(ProviderUnavailableError) as caught:
         TerraformRunner(toolchain, tmp_path).init()
     error = caught.value
-    assert not isinstance(error, ExternalCommandError)
-    assert "hashicorp/aws >= 4.61.0" in error.message and "registry.terraform.io" in error.message
-    assert error.hint is not None and "TF_CLI_CONFIG_FILE" in error.hint and "network_mirror" in error.hint
-    local = fake_terraform(tmp_path, REGISTRY_FAILURE)  # the local target: the raw error, command and all
-    with pytest.raises(ExternalCommandError):
-        TerraformRunner(local, tmp_path).init()
+    # Every provider that failed, with the constraint the stack asks for (from init's own output), and why.
+    assert error.providers == {"hashicorp/aws": ">= 4.61.0", "cyrilgdn/postgresql": "1.26.0"}
+    assert "hashicorp/aws >= 4.61.0: registry.terraform.io is unreachable" in error.message
+    assert "cyrilgdn/postgresql 1.26.0: registry.terraform.io is unreachable" in error.message
+    assert error.hint is not None
+    assert all(option in error.hint for option in ("registry.terraform.io", "TF_CLI_CONFIG_FILE", "network_mirror",
+                                                   "terraform providers mirror", "plugin cache"))
+
+
+def test_a_local_target_init_that_cannot_get_its_providers_says_what_the_local_target_offers(
+    tmp_path: Path,
+) -> None:
+    from tenantctl.terraform.runner import ProviderUnavailableError
+
+    with pytest.raises(ProviderUnavailableError) as caught:
+        TerraformRunner(fake_terraform(tmp_path, INIT_FAILURE), tmp_path, env={"MIRROR": "1"}).init()
+    error = caught.value
+    assert "hashicorp/aws >= 4.61.0: no available releases match the given constraints >= 4.61.0" in error.message
+    assert "cyrilgdn/postgresql 1.26.0: registry.terraform.io is unreachable" in error.message
+    assert error.hint is not None and "offline mirror" in error.hint and 'postgres_engine = "native"' in error.hint
+
+
+def test_other_init_failures_stay_the_raw_command_error(tmp_path: Path) -> None:
+    broken = fake_terraform(tmp_path, """
+        import sys
+        sys.stderr.write("Error: Unsupported block type\\n")
+        sys.exit(1)
+    """)
+    with pytest.raises(ExternalCommandError) as caught:
+        TerraformRunner(broken, tmp_path).init()
+    assert "Unsupported block type" in caught.value.message

@@ -117,3 +117,22 @@ def test_ensure_toolchain_per_target(tmp_path: Path, monkeypatch: pytest.MonkeyP
     aws = tc.ensure_toolchain(target="aws")
     assert aws.env()["TF_CLI_CONFIG_FILE"] == str(layout.cli_config_aws)
     assert aws.target == "aws" and aws.providers() == [], "the mirror's 3.39.0 is not what aws stacks use"
+
+
+def test_the_plugin_cache_of_the_users_own_cli_config_is_not_overridden(tmp_path: Path) -> None:
+    layout = fake_installed_cache(tmp_path)
+    theirs = tmp_path / "theirs.tfrc"
+    theirs.write_text('plugin_cache_dir = "/srv/tf-cache"\nprovider_installation {\n  direct {}\n}\n')
+    source = tc.provider_source("aws", layout, env={"TF_CLI_CONFIG_FILE": str(theirs)})
+    assert (source.kind, source.plugin_cache) == ("user-config", None)
+    toolchain = tc.Toolchain(Path("/bin/terraform"), source.cli_config, source.plugin_cache, target="aws")
+    # TF_PLUGIN_CACHE_DIR would win over their plugin_cache_dir: it is not set at all.
+    assert "TF_PLUGIN_CACHE_DIR" not in toolchain.env() and toolchain.env()["TF_CLI_CONFIG_FILE"] == str(theirs)
+    explicit = tc.provider_source("aws", layout, env={"TF_CLI_CONFIG_FILE": str(theirs),
+                                                      "TF_PLUGIN_CACHE_DIR": str(tmp_path / "mine")})
+    assert explicit.plugin_cache == tmp_path / "mine", "their TF_PLUGIN_CACHE_DIR is theirs too"
+    without = tmp_path / "no-cache.tfrc"
+    without.write_text("provider_installation {\n  direct {}\n}\n")
+    shared = tc.provider_source("aws", layout, env={"TF_CLI_CONFIG_FILE": str(without)})
+    assert shared.plugin_cache == layout.plugin_cache, "no cache of theirs: stacks share tenantctl's"
+    assert shared.to_json()["plugin_cache"] == str(layout.plugin_cache) and source.to_json()["plugin_cache"] is None

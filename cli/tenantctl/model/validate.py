@@ -46,6 +46,10 @@ IAM_ROLE_MAX = 64
 
 TOP_LEVEL_KEYS = ("clients", "clusters", "settings", "tiers")
 TENANT_KEYS = ("name", "databases", "allowed_ips", "rds_iam_auth", "tier", "cluster", "connection_limit", "tags")
+# Serverless v2 capacities every provider of the supported range (hashicorp/aws >= 4.61.0) accepts: 4.61.0
+# caps both at 128 ACU; later releases (up to 256) require a maximum of at least 1 ACU, as Aurora does.
+ACU_RANGE = {"min_acu": (0.5, 128.0), "max_acu": (1.0, 128.0)}
+ACU_RANGE_WHY = "what Aurora Serverless v2 and every hashicorp/aws >= 4.61.0 accept"
 CLUSTER_KEYS = ("min_acu", "max_acu", "engine_version", "max_tenants", "dedicated")
 SETTINGS_KEYS = ("region", "account_id", "prefix", "postgres_engine", "target", "allow_private_source_ips",
                  "default_tier", "backend", "postgres", "aws_endpoint_url")
@@ -323,9 +327,10 @@ def _clusters(check: _Checker, node: Node | None, settings: Settings) -> dict[st
         min_acu = check.number(values["min_acu"], f"{path}.min_acu") if "min_acu" in values else 0.5
         max_acu = check.number(values["max_acu"], f"{path}.max_acu") if "max_acu" in values else 16.0
         for key, acu in (("min_acu", min_acu), ("max_acu", max_acu)):
-            if acu is not None and key in values and (not 0.5 <= acu <= 256 or (acu * 2) % 1):
-                check.error(values[key].pos, f"{path}.{key}", f"must be a multiple of 0.5 between 0.5 and 256, "
-                            f"not {acu:g}")
+            lowest = ACU_RANGE[key][0]
+            if acu is not None and key in values and (not lowest <= acu <= ACU_RANGE[key][1] or (acu * 2) % 1):
+                check.error(values[key].pos, f"{path}.{key}", f"must be a multiple of 0.5 between {lowest:g} and "
+                            f"{ACU_RANGE[key][1]:g}, not {acu:g} ({ACU_RANGE_WHY})")
         if min_acu is not None and max_acu is not None and min_acu > max_acu:
             check.error(spec.pos, path, f"min_acu ({min_acu:g}) is larger than max_acu ({max_acu:g})")
         engine = (check.string(values["engine_version"], f"{path}.engine_version")

@@ -17,8 +17,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import SEED_CLIENTS  # type: ignore[import-not-found]
+from conftest import SEED_CLIENTS, clients_text  # type: ignore[import-not-found]
 
+from tenantctl.errors import ValidationFailed
+from tenantctl.model import model_from_text
 from tenantctl.render import render_stacks
 from tenantctl.render.schema_check import VERSIONS, check_files, normalize_postgres_schema
 
@@ -147,3 +149,66 @@ def test_the_copies_match_the_shared_reference_when_it_is_there() -> None:
         pytest.skip("../shared is absent: the copies in tests/data/schemas are all there is")
     for name in ("aws_provider_schema.json", "postgresql_provider_schema.json"):
         assert (SCHEMAS / name).read_bytes() == (shared / name).read_bytes(), f"{name} differs from ../shared"
+
+
+def test_values_behind_for_each_are_checked_for_every_entry(aws_schema: dict[str, Any]) -> None:
+    """The cluster stack's capacities live in local.clusters; the block reads each.value.<field>."""
+    stack = '''
+locals {
+  clusters = {
+    a = {
+      min_capacity = 0.5
+      max_capacity = 8
+    }
+    b = {
+      min_capacity = 2
+      max_capacity = 200
+    }
+  }
+}
+
+resource "aws_rds_cluster" "this" {
+  for_each = local.clusters
+
+  engine = "aurora-postgresql"
+  serverlessv2_scaling_configuration {
+    min_capacity = each.value.min_capacity
+    max_capacity = each.value.max_capacity
+  }
+}
+'''
+    assert problems_of(stack, aws_schema, "6.58.0") == []
+    # v4.61.0 caps Serverless v2 at 128 ACU (its own range, recorded as a difference of the nested argument).
+    assert problems_of(stack, aws_schema, "4.61.0") == ["max_capacity = 200 is outside 0.5..128"]
+    low = stack.replace("max_capacity = 8", "max_capacity = 0.5")
+    assert "max_capacity = 0.5 is outside 1..256" in problems_of(low, aws_schema, "6.58.0")
+
+
+@pytest.mark.parametrize(("acu", "version", "expected"), [
+    ("min_acu = 0.5, max_acu = 0.5", "6.58.0", "max_capacity = 0.5 is outside 1..256"),
+    ("min_acu = 1, max_acu = 256", "4.61.0", "max_capacity = 256 is outside 0.5..128"),
+])
+def test_capacities_the_clients_file_accepts_are_valid_at_both_ends_of_the_provider_range(
+    acu: str, version: str, expected: str, aws_schema: dict[str, Any], tmp_path: Path,
+) -> None:
+    """Either the clients file refuses the capacity (naming the cluster), or the stack is valid: never a
+    cluster stack that one end of hashicorp/aws >= 4.61.0 rejects at plan time."""
+    text = clients_text(target="aws").replace("min_acu = 0.5, max_acu = 8", acu)
+    assert acu in text
+    try:
+        model = model_from_text(text)
+    except ValidationFailed as error:
+        where = [f"{d.path}: {d.message}" for d in error.diagnostics]
+        assert any("shared-01" in line and "max_acu" in line for line in where), where
+        return
+    problems = [p.message for p in check_files(rendered(model, tmp_path), aws_schema, version)]
+    assert expected not in problems, problems
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("acu", ["min_acu = 0.5, max_acu = 1", "min_acu = 128, max_acu = 128"])
+def test_the_capacity_bounds_the_clients_file_accepts_are_valid_at_both_ends(
+    acu: str, version: str, aws_schema: dict[str, Any], tmp_path: Path,
+) -> None:
+    model = model_from_text(clients_text(target="aws").replace("min_acu = 0.5, max_acu = 8", acu))
+    assert [p.message for p in check_files(rendered(model, tmp_path), aws_schema, version)] == []

@@ -40,9 +40,6 @@ import psycopg
 
 from tenantctl.local.pgserver import admin_connect, local_admin_password, up_local_clusters
 from tenantctl.model import load_model
-from tenantctl.model.desired import desired_state
-from tenantctl.postgres.engine import apply_cluster, plan_cluster
-from tenantctl.workflow import deploy
 from tenantctl.workflow.clusters import cluster_resolver
 from tenantctl.workflow.move import MoveOptions, move
 
@@ -133,13 +130,9 @@ def main() -> int:
     try:
         model = load_model(clients)
         up_local_clusters(model, state_dir, unsafe_fast=True)
+        # the production path: the cluster stack first (endpoints, admin secrets), then the tenants
+        cli(root, "apply", "--auto-approve", "--then-deferred", "--parallel", "1")
         resolver = cluster_resolver(model, state_dir, start_local_servers=False)
-        secrets = deploy._secret_store(model, state_dir)
-        desired = desired_state(model)
-        for cluster in ("c1", "c2"):
-            plan = plan_cluster(desired, cluster, resolver.resolve(cluster), secrets=secrets)
-            apply_cluster(plan, desired, resolver.resolve(cluster), secrets=secrets)
-        deploy.write_routes(root, model)
         socket_path = root / "proxy.sock"
         log = (root / "proxy.log").open("w")
         proxy = subprocess.Popen([sys.executable, "-m", "tenantctl.cli.main", "proxy", "--routes",
@@ -175,13 +168,11 @@ def main() -> int:
         c1, c2 = resolver.resolve("c1"), resolver.resolve("c2")
         with admin_connect_to(state_dir, "c2") as conn:
             conn.execute("CREATE DATABASE dump_restore_peer")
-        env = {**os.environ, "PGPASSWORD": c1.admin_password}
-        started = time.monotonic()
-        dump = subprocess.Popen(["pg_dump", "-Fc", "-h", c1.host, "-p", str(c1.port), "-U", c1.admin_user,
-                                 "-d", "big_app"], stdout=subprocess.PIPE, env=env)
-        subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "-h", c2.host, "-p", str(c2.port),
-                        "-U", c2.admin_user, "-d", "dump_restore_peer"], stdin=dump.stdout, check=True,
-                       env={**os.environ, "PGPASSWORD": c2.admin_password})
+        started = time.monotonic()  # the same TLS path as the move (libpq_env: host, hostaddr, verify-full)
+        dump = subprocess.Popen(["pg_dump", "-Fc", "-d", "big_app"], stdout=subprocess.PIPE,
+                                env={**os.environ, **c1.libpq_env()})
+        subprocess.run(["pg_restore", "--no-owner", "--no-privileges", "-d", "dump_restore_peer"],
+                       stdin=dump.stdout, check=True, env={**os.environ, **c2.libpq_env()})
         assert dump.wait() == 0
         report["pg_dump_restore_seconds"] = round(time.monotonic() - started, 2)
         with admin_connect_to(state_dir, "c2") as conn:

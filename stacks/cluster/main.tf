@@ -66,3 +66,21 @@ resource "aws_rds_cluster" "this" {
     ignore_changes = [scaling_configuration]
   }
 }
+
+# The local target's stand-in for the RDS-managed master secret (aws: manage_master_user_password): the
+# same JSON ({"username", "password"}) in moto's Secrets Manager, read by tenantctl the same way.
+resource "aws_secretsmanager_secret" "admin" {
+  for_each = local.clusters
+
+  name                    = "tenantctl/${each.value.identifier}/master"
+  description             = "tenantctl local target: master login of cluster ${each.key}"
+  recovery_window_in_days = 0
+  tags                    = each.value.tags
+}
+
+resource "aws_secretsmanager_secret_version" "admin" {
+  for_each = local.clusters
+
+  secret_id     = aws_secretsmanager_secret.admin[each.key].id
+  secret_string = jsonencode({ username = "tenantctl_admin", password = var.master_password })
+}

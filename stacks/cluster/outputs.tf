@@ -7,6 +7,7 @@ output "clusters" {
       port                = cluster.port
       cluster_resource_id = cluster.cluster_resource_id
       arn                 = cluster.arn
+      admin_secret_arn    = aws_secretsmanager_secret_version.admin[name].arn
     }
   }
 }

@@ -247,17 +247,19 @@ def credentials(
     spec = next((d for d in state.databases if d.logical == database), None) if database else state.databases[0]
     if spec is None:
         raise InputError(f"tenant {tenant!r} has no database {database!r}")
+    tls: dict[str, Any] = {}  # directly to the cluster: its endpoint name, TLS and connect address
     if via:
         endpoint = _parse_via(via)
         host, port, dbname = endpoint.host, endpoint.port, spec.logical
     else:
-        target = context.resolver.resolve(state.cluster)
-        host, port, dbname = target.host, target.port, spec.name
+        params = context.resolver.resolve(state.cluster).libpq_params()
+        host, port, dbname = str(params.pop("host")), int(params.pop("port")), spec.name
+        tls = params
     user = state.login_role.name
     secret = naming.secret_name(context.model.settings, tenant)
     document: dict[str, Any] = {"tenant": tenant, "user": user, "host": host, "port": port, "dbname": dbname,
                                 "auth": "password" if state.login_role.password_auth else "iam",
-                                "secret": secret if state.login_role.password_auth else None}
+                                "secret": secret if state.login_role.password_auth else None, **tls}
     if state.login_role.password_auth:
         password = "********"
         if reveal:
@@ -266,9 +268,9 @@ def credentials(
             if found is None:
                 raise BackendError(f"no password stored in {secret}", hint="run `tenantctl pg apply` first")
             password = found
-        document["dsn"] = make_conninfo(host=host, port=port, dbname=dbname, user=user, password=password)
+        document["dsn"] = make_conninfo(host=host, port=port, **tls, dbname=dbname, user=user, password=password)
     else:
-        document["dsn"] = make_conninfo(host=host, port=port, dbname=dbname, user=user)
+        document["dsn"] = make_conninfo(host=host, port=port, **tls, dbname=dbname, user=user)
         document["note"] = "IAM authentication: use an RDS auth token as the password"
     if output_format is OutputFormat.json:
         print_json(document)

@@ -109,7 +109,8 @@ def offboard(
     retain_days: int = typer.Option(30, "--retain-days", min=0, help="Keep the archived databases this long "
                                     "before `purge` may drop them."),
     archive: str | None = typer.Option(None, "--archive", help="Dump location: a directory or s3://BUCKET/PREFIX "
-                                       "(default: .tenantctl/archive).", show_default=False),
+                                       "(default: settings.archive; else s3://BUCKET/KEY_PREFIX/archive with the "
+                                       "s3 backend; else .tenantctl/archive on the local target).", show_default=False),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     clients: Path | None = CLIENTS_OPTION,
     output: OutputFormat = FORMAT_OPTION,

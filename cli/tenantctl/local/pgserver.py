@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import socket
@@ -33,7 +32,8 @@ import psycopg
 from psycopg import sql
 
 from tenantctl.errors import BackendError, ExternalCommandError
-from tenantctl.fsutil import atomic_write_text
+from tenantctl.fsutil import atomic_write_bytes, atomic_write_text
+from tenantctl.terraform.secret_vars import MASTER_PASSWORD_VAR, local_secret_env
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_ADMIN_USER = "tenantctl_admin"
@@ -41,6 +41,9 @@ RDS_IAM_ROLE = "rds_iam"
 RECORD_FILE = "tenantctl-server.json"
 LOG_FILE = "server.log"
 CONFIG_FILE = "tenantctl.conf"
+TLS_CONFIG_FILE = "tenantctl-tls.conf"
+SERVER_CERT = "server.crt"
+SERVER_KEY = "server.key"
 SERVICE_OS_USER = "postgres"
 START_TIMEOUT_S = 120
 
@@ -326,11 +329,12 @@ def _write_config(data_dir: Path, port: int, *, unsafe_fast: bool, max_connectio
     atomic_write_text(config, "\n".join(lines) + "\n", mode=0o600)
     _owned_by_service(config)
     main_config = data_dir / "postgresql.conf"
-    include = f"include_if_exists = '{CONFIG_FILE}'"
     text = main_config.read_text()
-    if include not in text:
-        with main_config.open("a") as handle:
-            handle.write(f"\n{include}\n")
+    for name in (CONFIG_FILE, TLS_CONFIG_FILE):
+        include = f"include_if_exists = '{name}'"
+        if include not in text:
+            with main_config.open("a") as handle:
+                handle.write(f"\n{include}\n")
 
 
 def _pg_ctl(binaries: Path, data_dir: Path, action: str, *options: str) -> None:
@@ -387,13 +391,17 @@ def local_admin_password(state_dir: Path, cluster: str) -> str:
                            hint="run `tenantctl local up` first") from error
 
 
-def _ensure_admin_password(state_dir: Path, cluster: str) -> str:
-    secret = cluster_data_dir(state_dir, cluster).parent / ADMIN_SECRET_FILE
-    if secret.exists():
-        return secret.read_text().strip()
-    password = secrets.token_urlsafe(24)
-    atomic_write_text(secret, password + "\n", mode=0o600)
-    return password
+def _admin_password_file(state_dir: Path, cluster: str) -> Path:
+    return cluster_data_dir(state_dir, cluster).parent / ADMIN_SECRET_FILE
+
+
+def _sync_admin_password(server: PgServer, state_dir: Path, current: str, wanted: str) -> None:
+    """Make the server's admin password the cluster's master password (the one in its admin secret)."""
+    if current != wanted:
+        with admin_connect(server, current) as connection:
+            connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(server.admin_user), sql.Literal(wanted)))
+    atomic_write_text(_admin_password_file(state_dir, server.name), wanted + "\n", mode=0o600)
 
 
 def up_local_clusters(model: object, state_dir: Path, *, unsafe_fast: bool = False) -> dict[str, PgServer]:
@@ -405,7 +413,11 @@ def up_local_clusters(model: object, state_dir: Path, *, unsafe_fast: bool = Fal
     for cluster in model.clusters:
         data_dir = cluster_data_dir(state_dir, cluster.name)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        password = _ensure_admin_password(state_dir, cluster.name)
+        # The cluster stack's master password (TF_VAR_master_password, else the project's generated one) is
+        # the admin password, as on RDS; the cluster stack keeps it in the admin secret the resolver reads.
+        password = local_secret_env(state_dir)[MASTER_PASSWORD_VAR]
+        previous_file = _admin_password_file(state_dir, cluster.name)
+        current = previous_file.read_text().strip() if previous_file.exists() else password
         # The postgres OS user must traverse down to its data directory: execute only (0711), so nobody
         # else can list what lies beside it (states, plans, archives stay 0700/0600).
         root, directory = Path(state_dir).absolute(), data_dir.parent
@@ -414,9 +426,66 @@ def up_local_clusters(model: object, state_dir: Path, *, unsafe_fast: bool = Fal
             if directory == root or directory == directory.parent:
                 break
             directory = directory.parent
-        servers[cluster.name] = start_server(data_dir, name=cluster.name, admin_password=password,
-                                             unsafe_fast=unsafe_fast)
+        server = start_server(data_dir, name=cluster.name, admin_password=current, unsafe_fast=unsafe_fast)
+        _sync_admin_password(server, state_dir, current, password)
+        ensure_server_tls(server, state_dir)
+        servers[cluster.name] = server
     return servers
+
+
+LOCAL_NAMES = ("localhost", LOOPBACK)
+TLS_RELOAD_TIMEOUT_S = 10.0
+
+
+def ensure_server_tls(server: PgServer, state_dir: Path, names: tuple[str, ...] = ()) -> bool:
+    """Serve TLS with a certificate from the project's local CA naming ``names`` (the endpoint names of the
+    cluster stack's outputs) and the loopback names. Issues a new certificate and reloads the server only
+    when the current one does not name them all. Returns True when it did."""
+    from tenantctl.local.pki import certificate_covers, ensure_ca, issue_server_certificate
+
+    wanted = (*LOCAL_NAMES, *names)
+    ca = ensure_ca(state_dir).read_bytes()
+    cert_path, key_path = server.data_dir / SERVER_CERT, server.data_dir / SERVER_KEY
+    current = cert_path.read_bytes() if cert_path.is_file() and key_path.is_file() else b""
+    tls_config = server.data_dir / TLS_CONFIG_FILE
+    if current and tls_config.is_file() and certificate_covers(current, wanted, ca):
+        return False
+    issued = issue_server_certificate(state_dir, wanted)
+    for path, data in ((key_path, issued.key_pem), (cert_path, issued.cert_pem)):
+        atomic_write_bytes(path, data, mode=0o600)
+        _owned_by_service(path)
+    atomic_write_text(tls_config, "# written by tenantctl: TLS from the project's local CA\n"
+                      f"ssl = on\nssl_cert_file = '{SERVER_CERT}'\nssl_key_file = '{SERVER_KEY}'\n"
+                      "ssl_min_protocol_version = 'TLSv1.2'\n", mode=0o600)
+    _owned_by_service(tls_config)
+    _pg_ctl(_postgres_bindir(), server.data_dir, "reload")
+    _wait_for_certificate(server, issued.cert_pem)
+    return True
+
+
+def _wait_for_certificate(server: PgServer, cert_pem: bytes) -> None:
+    """A reload is asynchronous: wait until new connections get the new certificate."""
+    import ssl
+
+    expected = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + TLS_RELOAD_TIMEOUT_S
+    while True:
+        try:
+            with socket.create_connection((server.host, server.port), timeout=2) as raw:
+                raw.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))  # SSLRequest
+                if raw.recv(1) == b"S":
+                    with context.wrap_socket(raw) as wrapped:
+                        if wrapped.getpeercert(binary_form=True) == expected:
+                            return
+        except (OSError, ssl.SSLError):
+            pass
+        if time.monotonic() > deadline:
+            raise BackendError(f"the local server of cluster {server.name!r} did not take its new TLS certificate",
+                               hint=f"see the server log {server.log_file}")
+        time.sleep(0.05)
 
 
 def _local_cluster_dirs(state_dir: Path) -> list[Path]:

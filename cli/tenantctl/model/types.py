@@ -67,6 +67,8 @@ class PostgresAccess:
     ssl_mode: str = ""  # "": libpq's default; "verify-full" on aws (the RDS CA bundle as ca_bundle)
     ca_bundle: str = ""
     connect: tuple[tuple[str, str, int], ...] = ()  # (cluster, address, port): a bastion's or tunnel's end
+    iam_auth: bool = False  # the admin login signs an IAM token (rds-db:connect) instead of the secret's password
+    iam_user: str = "tenantctl_admin"  # the role it logs in as (granted rds_iam, CREATEROLE, CREATEDB)
 
     def connect_address(self, cluster: str) -> tuple[str, int] | None:
         return next(((address, port) for name, address, port in self.connect if name == cluster), None)
@@ -84,6 +86,7 @@ class Settings:
     backend: Backend = Backend()
     postgres: PostgresAccess = PostgresAccess()
     aws_endpoint_url: str = ""  # AWS APIs served elsewhere (LocalStack, moto): boto3 calls go there
+    archive: str = ""  # where offboarding dumps go (s3://BUCKET/PREFIX or a directory); see default_archive
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ ACU_RANGE = {"min_acu": (0.5, 128.0), "max_acu": (1.0, 128.0)}
 ACU_RANGE_WHY = "what Aurora Serverless v2 and every hashicorp/aws >= 4.61.0 accept"
 CLUSTER_KEYS = ("min_acu", "max_acu", "engine_version", "max_tenants", "dedicated")
 SETTINGS_KEYS = ("region", "account_id", "prefix", "postgres_engine", "target", "allow_private_source_ips",
-                 "default_tier", "backend", "postgres", "aws_endpoint_url")
-POSTGRES_ACCESS_KEYS = ("ssl_mode", "ca_bundle", "connect")
+                 "default_tier", "backend", "postgres", "aws_endpoint_url", "archive")
+POSTGRES_ACCESS_KEYS = ("ssl_mode", "ca_bundle", "connect", "iam_auth", "iam_user")
+ARCHIVE_LOCATION = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|[^\s:][^\n]*")
+IAM_USER_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?")
 BACKEND_KEYS = ("kind", "bucket", "key_prefix", "dynamodb_table", "region")
@@ -216,6 +218,8 @@ def _settings(check: _Checker, node: Node | None) -> Settings:
         "backend": lambda n, p: _backend(check, n, p),
         "postgres": lambda n, p: _postgres_access(check, n, p),
         "aws_endpoint_url": lambda n, p: _matching(check, n, p, ENDPOINT_URL, "an http(s)://host[:port] URL"),
+        "archive": lambda n, p: _matching(check, n, p, ARCHIVE_LOCATION,
+                                          "s3://BUCKET/PREFIX or a directory", max_len=1024),
     }
     for key, parse in fields.items():
         if key in node.value:
@@ -246,6 +250,14 @@ def _postgres_access(check: _Checker, node: Node, path: str) -> PostgresAccess |
         values["ssl_mode"] = check.choice(node.value["ssl_mode"], f"{path}.ssl_mode", SSL_MODES)
     if "ca_bundle" in node.value:
         values["ca_bundle"] = check.string(node.value["ca_bundle"], f"{path}.ca_bundle")
+    if "iam_auth" in node.value:
+        values["iam_auth"] = check.boolean(node.value["iam_auth"], f"{path}.iam_auth")
+    if "iam_user" in node.value:
+        user = check.string(node.value["iam_user"], f"{path}.iam_user")
+        if user is not None and not IAM_USER_PATTERN.fullmatch(user):
+            check.error(node.value["iam_user"].pos, f"{path}.iam_user",
+                        f"`{user}` is not a PostgreSQL role name (lower case letters, digits, _; at most 63)")
+        values["iam_user"] = user
     connect = node.value.get("connect")
     if connect is not None and check.kind(connect, "object", f"{path}.connect", "an object of cluster = \"HOST:PORT\""):
         entries = []

@@ -1,9 +1,9 @@
 """Where a cluster is and how tenantctl connects to it: the one psycopg boundary of the Postgres engine.
 
-A ``ClusterResolver`` turns a cluster name into a ``ClusterConnection`` (host, port, admin credentials).
-The ``local`` target reads the records of the servers started by ``tenantctl local up``; the ``aws``
-target will plug in a resolver reading Terraform outputs and the master secret. psycopg errors become
-``BackendError`` here and nowhere else.
+A ``ClusterResolver`` turns a cluster name into a ``ClusterConnection`` (host, port, admin credentials,
+TLS). Every target uses the one resolver of ``tenantctl.aws.clusters`` (the cluster stack's outputs and
+Secrets Manager); tests may use ``StaticClusterResolver``. psycopg errors become ``BackendError`` here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class ClusterConnection:
     sslrootcert: str | None = None
     connect_address: str | None = None
     connect_port: int | None = None
+    # How another cluster reaches this one (a subscription during a move): the endpoint itself unless set.
+    peer_address: str | None = None
+    peer_port: int | None = None
 
     def describe(self) -> str:
         via = (f" via {self.connect_address}:{self.connect_port or self.port}"
@@ -70,23 +73,29 @@ class ClusterConnection:
                 "PGUSER": self.admin_user}
 
 
+    def peer_params(self) -> dict[str, str | int]:
+        """Where another cluster connects to this one (a move's subscription), and with which TLS mode:
+        the server has no CA bundle of ours, so the channel is encrypted (``require``) when we use TLS."""
+        params: dict[str, str | int] = {"host": self.host, "port": self.peer_port or self.port}
+        if self.peer_address:
+            params["hostaddr"] = self.peer_address
+        if self.sslmode and self.sslmode not in ("disable", "allow", "prefer"):
+            params["sslmode"] = "require"
+        return params
+
+
 class ClusterResolver(Protocol):
     def resolve(self, cluster: str) -> ClusterConnection: ...
 
 
-@dataclass(frozen=True)
-class LocalClusterResolver:
-    """Clusters of the ``local`` target: servers started by ``tenantctl local up`` under ``state_dir``."""
+class ClusterNotCreatedError(BackendError):
+    """The cluster stack has not been applied with this cluster yet: it has no endpoint to reach."""
 
-    state_dir: Path
-
-    def resolve(self, cluster: str) -> ClusterConnection:
-        from tenantctl.local.pgserver import local_admin_password, running_local_server
-
-        server = running_local_server(self.state_dir, cluster)
-        return ClusterConnection(cluster=cluster, host=server.host, port=server.port,
-                                 admin_user=server.admin_user,
-                                 admin_password=local_admin_password(self.state_dir, cluster))
+    def __init__(self, cluster: str) -> None:
+        super().__init__(f"cluster {cluster}: no endpoint recorded: its cluster stack has not been applied",
+                         hint="run `tenantctl plan` and `tenantctl apply` first (its tenants' Postgres objects "
+                              "are planned once the cluster exists)")
+        self.cluster = cluster
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Endpoint:
     host: str
     port: int
     through_proxy: bool
+    libpq: tuple[tuple[str, str | int], ...] = ()  # a cluster's TLS and connect address (hostaddr)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def verify(desired: DesiredState, resolver: ClusterResolver, password_for: Passw
     endpoints: dict[str, Endpoint] = {}
     for cluster in sorted({t.cluster for t in desired.tenants}):
         target = resolver.resolve(cluster)
-        endpoints[cluster] = via or Endpoint(target.host, target.port, through_proxy=False)
+        endpoints[cluster] = via or Endpoint(target.host, target.port, through_proxy=False,
+                                             libpq=tuple(sorted(target.libpq_params().items())))
     tenants = desired.tenants
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tenantctl-verify") as pool:
         results = list(pool.map(lambda t: _probe_tenant(t, tenants, endpoints, password_for(t)), tenants))
@@ -222,8 +224,9 @@ def _try(connection: psycopg.Connection[Any], tenant: TenantState, other: Tenant
 
 
 def _connect(endpoint: Endpoint, dbname: str, user: str, password: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(host=endpoint.host, port=endpoint.port, dbname=dbname, user=user, password=password,
-                           autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+    params: dict[str, Any] = {"host": endpoint.host, "port": endpoint.port, **dict(endpoint.libpq)}
+    return psycopg.connect(**params, dbname=dbname, user=user, password=password, autocommit=True,
+                           connect_timeout=CONNECT_TIMEOUT_S,
                            application_name="tenantctl-verify")
 
 

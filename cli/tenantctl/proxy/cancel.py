@@ -24,9 +24,14 @@ from tenantctl.routing.document import ClusterTls
 
 class BackendTarget(NamedTuple):
     cluster: str
-    host: str
+    host: str  # the name TLS verifies
     port: int
     tls: ClusterTls
+    hostaddr: str | None = None  # the address dialled, when not host's
+
+    @property
+    def dial(self) -> str:
+        return self.hostaddr or self.host
 
 
 class CancelEntry(NamedTuple):

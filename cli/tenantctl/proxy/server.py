@@ -307,7 +307,7 @@ class ClientHandshake(asyncio.Protocol):
     async def _connect(self, target: BackendTarget) -> None:
         try:
             _, protocol = await asyncio.wait_for(
-                self.loop.create_connection(lambda: BackendHandshake(self), target.host, target.port),
+                self.loop.create_connection(lambda: BackendHandshake(self), target.dial, target.port),
                 timeout=self.proxy.options.connect_timeout,
             )
         except (TimeoutError, OSError) as error:
@@ -521,7 +521,7 @@ class ProxyServer:
         writer: asyncio.StreamWriter | None = None
         try:
             reader, opened = await asyncio.wait_for(
-                asyncio.open_connection(target.host, target.port), self.options.connect_timeout)
+                asyncio.open_connection(target.dial, target.port), self.options.connect_timeout)
             writer = opened
             if target.tls.mode != "disable":
                 opened.write(wire.encode_ssl_request())

@@ -419,7 +419,7 @@ class Session:
         self._pending = True
         self.tenant = route.tenant
         self._limit = route.max_connections
-        self.target = BackendTarget(route.cluster, cluster.host, cluster.port, cluster.tls)
+        self.target = BackendTarget(route.cluster, cluster.host, cluster.port, cluster.tls, cluster.hostaddr)
         self._startup = wire.encode_startup_message(startup.replace("database", physical))
         self._pending_to_backend += self._buffer
         self._buffer.clear()

@@ -26,6 +26,7 @@ class Endpoint(NamedTuple):
     port: int
     tls: ClusterTls = NO_TLS
     reader_host: str | None = None
+    hostaddr: str | None = None  # dial this IP, verify TLS against host (a tunnel; the local target's server)
 
 
 def build_routing_map(
@@ -51,7 +52,7 @@ def build_routing_map(
     cluster_names = sorted({c.name for c in desired.model.clusters} | {s.cluster for s in desired.tenants})
     clusters = {
         name: ClusterRoute(endpoints[name].host, endpoints[name].port, endpoints[name].tls,
-                           endpoints[name].reader_host)
+                           endpoints[name].reader_host, endpoints[name].hostaddr)
         for name in cluster_names
         if name in endpoints
     }
@@ -86,7 +87,8 @@ def rfc3339(moment: datetime) -> str:
 
 
 def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
-    """Parse an endpoints file: ``{cluster: {"host", "port", "tls"?: {"mode", "ca_file"?}, "reader_host"?}}``."""
+    """Parse an endpoints file:
+    ``{cluster: {"host", "port", "tls"?: {"mode", "ca_file"?}, "reader_host"?, "hostaddr"?}}``."""
     if not isinstance(document, dict):
         raise InputError(f"{source}: must be a JSON object of cluster -> {{host, port}}")
     endpoints: dict[str, Endpoint] = {}
@@ -97,7 +99,7 @@ def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
         port = entry.get("port")
         if type(port) is not int or not 0 < port < 65536:
             raise InputError(f"{where}.port: must be an integer between 1 and 65535")
-        unknown = set(entry) - {"host", "port", "tls", "reader_host"}
+        unknown = set(entry) - {"host", "port", "tls", "reader_host", "hostaddr"}
         if unknown:
             raise InputError(f"{where}: unknown member(s) {', '.join(sorted(unknown))}")
         tls = NO_TLS
@@ -112,5 +114,13 @@ def endpoints_from_json(document: Any, source: str) -> dict[str, Endpoint]:
         reader = entry.get("reader_host")
         if reader is not None and (not isinstance(reader, str) or not reader):
             raise InputError(f"{where}.reader_host: must be a non-empty string")
-        endpoints[name] = Endpoint(entry["host"], port, tls, reader)
+        hostaddr = entry.get("hostaddr")
+        if hostaddr is not None:
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(hostaddr)
+            except (ValueError, TypeError):
+                raise InputError(f"{where}.hostaddr: must be an IP address") from None
+        endpoints[name] = Endpoint(entry["host"], port, tls, reader, hostaddr)
     return endpoints

@@ -61,6 +61,9 @@ class ClusterRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Port
     tls: ClusterTls = NO_TLS
     reader_host: str | None = None  # the reader endpoint (same port and TLS), for later read routing
+    # An IP address to dial instead of resolving ``host`` (libpq's hostaddr): a tunnel's end, or the local
+    # target's server; TLS is still verified against ``host``.
+    hostaddr: str | None = None
 
 
 class TenantRoute(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -108,6 +111,8 @@ def content_document(clusters: dict[str, ClusterRoute], tenants: dict[str, Tenan
         cluster_docs[name] = {"host": cluster.host, "port": cluster.port, "tls": tls}
         if cluster.reader_host is not None:
             cluster_docs[name]["reader_host"] = cluster.reader_host
+        if cluster.hostaddr is not None:
+            cluster_docs[name]["hostaddr"] = cluster.hostaddr
     tenant_docs = {
         user: {
             "tenant": route.tenant,
@@ -202,6 +207,8 @@ def _checked(document: _Document, raw: bytes, fail: Fail) -> RoutingMap:
             raise fail(f"clusters.{name}.host: must be a host name or IP address")
         if cluster.reader_host is not None and not _HOST_RE.match(cluster.reader_host):
             raise fail(f"clusters.{name}.reader_host: must be a host name or IP address")
+        if cluster.hostaddr is not None and not _is_ip(cluster.hostaddr):
+            raise fail(f"clusters.{name}.hostaddr: must be an IP address")
     known_cidrs = _KNOWN_GOOD_CIDRS
     for user, route in document.tenants.items():
         if route.cluster not in clusters:
@@ -304,11 +311,13 @@ def _clusters_problem(raw: Any, fail: Fail) -> RoutingMapError | None:
     for name, entry in raw.items():
         where = f"clusters.{name}"
         if not isinstance(entry, dict) or not {"host", "port"} <= set(entry) <= _CLUSTER_KEYS:
-            return fail(f"{where}: must be an object with host, port and optional tls and reader_host")
+            return fail(f"{where}: must be an object with host, port and optional tls, reader_host and hostaddr")
         if not isinstance(entry["host"], str):
             return fail(f"{where}.host: must be a host name or IP address")
         if "reader_host" in entry and not isinstance(entry["reader_host"], str):
             return fail(f"{where}.reader_host: must be a host name or IP address")
+        if "hostaddr" in entry and not isinstance(entry["hostaddr"], str):
+            return fail(f"{where}.hostaddr: must be an IP address")
         port = entry["port"]
         if type(port) is not int or not 0 < port < 65536:
             return fail(f"{where}.port: must be an integer between 1 and 65535")
@@ -355,3 +364,11 @@ def _tenants_problem(raw: Any, fail: Fail) -> RoutingMapError | None:
         if type(max_connections) is not int or max_connections < 1:
             return fail(f"tenants.{user}.max_connections: must be a positive integer")
     return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

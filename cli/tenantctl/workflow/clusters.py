@@ -1,4 +1,4 @@
-"""How the native Postgres engine and the offboarding workflows reach a model's clusters."""
+"""How the native Postgres engine and the other Postgres workflows reach a model's clusters."""
 
 from __future__ import annotations
 
@@ -9,24 +9,19 @@ from tenantctl.errors import InputError
 from tenantctl.model.types import Model
 
 if TYPE_CHECKING:
-    from tenantctl.postgres.connect import ClusterResolver
+    from tenantctl.aws.clusters import OutputsClusterResolver
 
 
-def cluster_resolver(model: Model, state_dir: Path, *, start_local_servers: bool = True) -> ClusterResolver:
-    """The resolver for the model's target, starting the local servers when asked (local target only).
-
-    aws: endpoints from the applied cluster stack's outputs, the admin login from its RDS-managed secret,
-    TLS and connect addresses from ``settings.postgres`` (``aws/clusters.py``)."""
-    if model.settings.target == "aws":
-        from tenantctl.aws.clusters import outputs_resolver
-
-        return outputs_resolver(model, state_dir)
-    if model.settings.target != "local":
+def cluster_resolver(model: Model, state_dir: Path, *,
+                     start_local_servers: bool = True) -> OutputsClusterResolver:
+    """The one resolver (``aws/clusters.py``): endpoints from the applied cluster stack's outputs, the admin
+    login from Secrets Manager, TLS verify-full. Only starting the local servers is target-specific."""
+    if model.settings.target not in ("local", "aws"):
         raise InputError(f"unknown target {model.settings.target!r}")
-    from tenantctl.postgres.connect import LocalClusterResolver  # psycopg: only when a cluster is reached
+    from tenantctl.aws.clusters import outputs_resolver
 
-    if start_local_servers:
+    if model.settings.target == "local" and start_local_servers:
         from tenantctl.local.pgserver import up_local_clusters
 
         up_local_clusters(model, state_dir)
-    return LocalClusterResolver(state_dir)
+    return outputs_resolver(model, state_dir)

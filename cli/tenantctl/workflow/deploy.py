@@ -26,7 +26,7 @@ from tenantctl.model.types import Model
 from tenantctl.routing.build import Endpoint, build_routing_map
 from tenantctl.routing.store import read_previous, write_map
 from tenantctl.terraform import guard, pipeline
-from tenantctl.terraform.manifest import AppliedManifest, PlanManifest
+from tenantctl.terraform.manifest import PlanManifest
 from tenantctl.terraform.workspace import Workspace
 from tenantctl.workflow.clusters import cluster_resolver
 from tenantctl.workflow.route_plan import RoutingSection, refuse_unsupported_moves
@@ -34,6 +34,7 @@ from tenantctl.workflow.route_plan import RoutingSection, refuse_unsupported_mov
 STATE_DIR = Path(".tenantctl")
 ROUTES_FILE = STATE_DIR / "routes.json"
 POSTGRES_PLAN = "postgres.json"
+DEFERRED = "deferred"  # a section item waiting for its cluster to be created
 
 Confirm = Callable[..., bool]
 
@@ -78,18 +79,32 @@ class PostgresSection:
     def plan(self, model: Model, plan_dir: Path) -> pipeline.Section:
         if model.settings.postgres_engine != "native":
             return pipeline.Section(self.name)  # the terraform engine's resources are in the tenant stacks
+        from tenantctl.postgres.connect import ClusterNotCreatedError
         from tenantctl.postgres.engine import plan_cluster, save_plans
 
         desired = desired_state(model)
         resolver = cluster_resolver(model, self.state_dir)
         secrets = _secret_store(model, self.state_dir)
-        plans = [plan_cluster(desired, c.name, resolver.resolve(c.name), secrets=secrets) for c in model.clusters]
+        plans = []
+        deferred: list[pipeline.SectionItem] = []
+        for cluster in model.clusters:
+            try:
+                connection = resolver.resolve(cluster.name)
+            except ClusterNotCreatedError:
+                # Its endpoint and admin secret exist once the cluster stack is applied (as on aws): its
+                # tenants' roles and databases are planned in the next round, like their tenant stacks.
+                deferred += [pipeline.SectionItem(
+                    tenant=state.name, action=DEFERRED, object=f"roles and databases of tenant {state.name}",
+                    detail=f"cluster {cluster.name} is created by this plan; planned once it exists")
+                    for state in desired.tenants if state.cluster == cluster.name]
+                continue
+            plans.append(plan_cluster(desired, cluster.name, connection, secrets=secrets))
         save_plans(plans, plan_dir / POSTGRES_PLAN)
         items = [
             pipeline.SectionItem(tenant=action.tenant or None, action=action.kind, object=action.description,
                                  detail=action.subject)
             for plan in plans for action in plan.actions
-        ]
+        ] + deferred
         placed = {t.name: t.cluster for t in model.tenants}
         violations = []
         for plan in plans:
@@ -248,24 +263,33 @@ def converge(root: Path, model: Model, *, confirm: Confirm | None = None, progre
         last.rounds = round_number
         if last.failed:
             return last
-        if not any(s.status == pipeline.StackStatus.DEFERRED for s in planned.stacks):
+        if not any(s.status == pipeline.StackStatus.DEFERRED for s in planned.stacks) and not any(
+                item.action == DEFERRED for section in planned.sections for item in section.items):
             return last
     assert last is not None
     return last
 
 
 def cluster_endpoints(root: Path, model: Model) -> dict[str, Endpoint]:
-    """Where each cluster's writer listens: local servers, or the cluster stack's recorded outputs."""
-    state_dir = _state_dir(root)
-    if model.settings.target == "local":
-        from tenantctl.local.pgserver import running_local_server
+    """Where the proxy reaches each applied cluster: the cluster stack's outputs (writer and reader
+    endpoints), TLS verify-full against the endpoint name with the resolver's CA bundle, through the
+    local server that stands in for the cluster on the local target (``hostaddr``)."""
+    from tenantctl.aws.clusters import outputs_resolver
+    from tenantctl.routing.document import ClusterTls, TlsMode
 
-        return {c.name: Endpoint(server.host, server.port)
-                for c in model.clusters for server in [running_local_server(state_dir, c.name)]}
-    outputs = AppliedManifest(Workspace.at(root).applied_manifest).cluster_outputs() or {}
-    return {name: Endpoint(str(values["endpoint"]), int(values["port"]),
-                           reader_host=str(values["reader_endpoint"]) if values.get("reader_endpoint") else None)
-            for name, values in outputs.items()}
+    resolver = outputs_resolver(model, _state_dir(root))
+    access = model.settings.postgres
+    ca_file = access.ca_bundle or resolver.default_ca
+    mode: TlsMode = "verify-full" if ca_file and access.ssl_mode in ("", "verify-full", "verify-ca") else (
+        "require" if access.ssl_mode in ("", "require", "verify-full", "verify-ca") else "disable")
+    endpoints = {}
+    for name in resolver.outputs:
+        facts = resolver.facts(name)
+        hostaddr, port = (resolver.tunnel(name, facts.names) if resolver.tunnel is not None
+                          else (None, facts.port))
+        endpoints[name] = Endpoint(facts.endpoint, port, ClusterTls(mode, ca_file if mode == "verify-full" else None),
+                                   reader_host=facts.reader_endpoint, hostaddr=hostaddr)
+    return endpoints
 
 
 def write_routes(root: Path, model: Model, path: Path | None = None) -> tuple[Path, int]:

@@ -225,7 +225,7 @@ def _run(argv: list[str], connection: ClusterConnection) -> None:
 def ensure_subscription(target: ClusterConnection, database: str, name: str, publication: str, *,
                         source: ClusterConnection, role: str, password: str) -> None:
     conninfo = " ".join(f"{key}='{_conninfo_quote(value)}'" for key, value in (
-        ("host", source.host), ("port", source.port), ("dbname", database), ("user", role),
+        *source.peer_params().items(), ("dbname", database), ("user", role),
         ("password", password), ("connect_timeout", 15), ("application_name", name)))
     with _open(target, database) as conn, translated(f"subscribing {database} on the target"):
         exists = conn.execute("SELECT 1 FROM pg_subscription WHERE subname = %s", (name,)).fetchone()

@@ -207,6 +207,21 @@ class ClusterAdmin:
         return DumpSource(c.host, c.connect_port or c.port, c.admin_user, c.admin_password, tls)
 
 
+def default_archive(model: Model) -> str:
+    """``settings.archive``; else beside the Terraform state in S3 (``s3://BUCKET/KEY_PREFIX/archive``); else,
+    on the local target only, ``.tenantctl/archive``. Production dumps do not default to an operator's disk."""
+    settings = model.settings
+    if settings.archive:
+        return settings.archive
+    if settings.backend.kind == "s3":
+        return f"s3://{settings.backend.bucket}/{settings.backend.key_prefix.strip('/')}/archive"
+    if settings.target == "aws":
+        raise InputError("the aws target archives offboarded databases to S3, and no bucket is known",
+                         hint='set settings.archive = "s3://BUCKET/PREFIX" (or use the s3 state backend), '
+                              "or pass --archive")
+    return str(DEFAULT_ARCHIVE)
+
+
 def cluster_admin(root: Path, model: Model, cluster: str) -> ClusterAdmin:
     return ClusterAdmin(cluster_resolver(model, root / deploy.STATE_DIR).resolve(cluster))
 
@@ -343,7 +358,7 @@ def offboard(root: Path, clients_file: Path, name: str, *, archive_location: str
         too_long = [n for n in databases.values() if len(n.encode()) > MAX_IDENTIFIER]
         if too_long:
             raise InputError(f"archived database name(s) longer than {MAX_IDENTIFIER} bytes: {', '.join(too_long)}")
-        location = archive_location or str(DEFAULT_ARCHIVE)
+        location = archive_location or default_archive(model)
         run_id = moment.strftime("%Y%m%dT%H%M%SZ")
         entry = ledger.record(name, STARTED, run=run_id, block=_block_of(model, tenant).as_dict() | {
             "databases": list(tenant.databases)}, cluster=tenant.cluster, login_role=state.login_role.name,

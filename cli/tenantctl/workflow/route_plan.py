@@ -46,7 +46,7 @@ def route_changes(before: RoutingMap | None, after: dict[str, TenantRoute],
     if before is not None and endpoints:
         for name in sorted(set(before.clusters) & set(endpoints)):
             was, now = before.clusters[name], endpoints[name]
-            if (was.host, was.port, was.tls) != (now.host, now.port, now.tls):
+            if (was.host, was.port, was.tls, was.hostaddr) != (now.host, now.port, now.tls, now.hostaddr):
                 items.append(pipeline.SectionItem(
                     None, REPOINT, f"cluster {name} endpoint {_where(was)} -> {now.host}:{now.port}",
                     "every tenant on it is sent to the new endpoint"))

@@ -38,6 +38,13 @@ def project(clients_text: Callable[..., str]) -> Iterator[Path]:
     try:
         started = tenantctl(root, "local", "up", "--format", "json")
         assert started.returncode == 0, started.stderr
+        # As on aws, a cluster is reached through its applied cluster stack's outputs (endpoint name, admin
+        # secret): the first apply creates the clusters and defers the tenants' Postgres objects.
+        planned = tenantctl(root, "plan", "--parallel", "1")
+        assert planned.returncode == 0, planned.stdout + planned.stderr
+        assert "roles and databases of tenant alpha" in planned.stdout  # deferred, named
+        applied = tenantctl(root, "apply", "--auto-approve", "--parallel", "1")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
         servers = json.loads(started.stdout)["postgres"]["clusters"]
         assert sorted(servers) == ["one", "two"]
         for name, server in servers.items():  # log every statement: proves only verifiers reach the server
@@ -85,23 +92,26 @@ def test_plan_apply_verify_credentials_and_no_password_leaks(project: Path) -> N
     assert "alpha_db1" in masked and "********" in masked
     revealed = tenantctl(project, "credentials", "alpha", "--reveal", "--format", "json")
     password = json.loads(revealed.stdout)["dsn"].split("password=")[1].split()[0]
-    with psycopg.connect(json.loads(revealed.stdout)["dsn"]) as conn:
+    direct = json.loads(revealed.stdout)
+    assert direct["sslmode"] == "verify-full" and direct["hostaddr"] == "127.0.0.1", direct
+    with psycopg.connect(direct["dsn"]) as conn:
+        assert conn.info.pgconn.ssl_in_use
         assert conn.execute("SELECT current_user").fetchone() == ("alpha",)
 
     # break isolation by hand: verify exits 5 (BREACH)
     state = project / ".tenantctl"
-    from tenantctl.postgres.connect import LocalClusterResolver
-
-    target = LocalClusterResolver(state).resolve("one")
-    with psycopg.connect(host=target.host, port=target.port, user=target.admin_user,
+    target = _resolve(project, "one")
+    assert target.sslmode == "verify-full" and target.host.endswith(".rds.amazonaws.com")
+    with psycopg.connect(**target.libpq_params(), user=target.admin_user,
                          password=target.admin_password, dbname="postgres", autocommit=True) as conn:
+        assert conn.info.pgconn.ssl_in_use
         conn.execute("GRANT CONNECT ON DATABASE alpha_db1 TO PUBLIC")
     breach = run("verify", expect=ExitCode.BREACH)
     assert "BREACH" in breach.stdout
 
     # a stale plan is refused with exit 3
     run("pg", "plan")
-    with psycopg.connect(host=target.host, port=target.port, user=target.admin_user,
+    with psycopg.connect(**target.libpq_params(), user=target.admin_user,
                          password=target.admin_password, dbname="postgres", autocommit=True) as conn:
         conn.execute("ALTER ROLE alpha CONNECTION LIMIT 1")
     run("pg", "apply", expect=ExitCode.REFUSED)
@@ -148,8 +158,8 @@ def test_verify_through_the_real_proxy(project: Path) -> None:
         assert report["via"] == f"127.0.0.1:{port}" and report["ok"] is True
         assert report["matrix"]["alpha"] == {"alpha": "ok", "beta": "denied", "delta": "denied", "gamma": "denied"}
 
-        target = _resolve(state, "two")
-        with psycopg.connect(host=target.host, port=target.port, user=target.admin_user,
+        target = _resolve(project, "two")
+        with psycopg.connect(**target.libpq_params(), user=target.admin_user,
                              password=target.admin_password, dbname="postgres", autocommit=True) as conn:
             conn.execute("GRANT gamma_owner TO delta")
         breached = tenantctl(project, "verify", "--via", f"127.0.0.1:{port}", "--format", "json")
@@ -164,10 +174,13 @@ def test_verify_through_the_real_proxy(project: Path) -> None:
             proxy.wait()
 
 
-def _resolve(state: Path, cluster: str) -> Any:
-    from tenantctl.postgres.connect import LocalClusterResolver
+def _resolve(project: Path, cluster: str) -> Any:
+    """The one resolver, as the CLI uses it: outputs, moto's Secrets Manager, TLS verify-full."""
+    from tenantctl.model import load_model
+    from tenantctl.workflow.clusters import cluster_resolver
 
-    return LocalClusterResolver(state).resolve(cluster)
+    model = load_model(project / "clients.tfvars")
+    return cluster_resolver(model, project / ".tenantctl", start_local_servers=False).resolve(cluster)
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

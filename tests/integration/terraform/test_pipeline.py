@@ -66,7 +66,10 @@ def test_first_plan_plans_the_cluster_and_defers_tenants(applied: dict[str, Any]
     assert statuses(first) == {"cluster": StackStatus.CHANGES, "tenants/client01": StackStatus.DEFERRED,
                                "tenants/client02": StackStatus.DEFERRED}
     creates = sorted(c.address for c in first.stacks[0].changes if c.action == "create")
-    assert creates == ['aws_rds_cluster.this["shared-01"]', 'aws_rds_cluster.this["spare"]']
+    assert creates == ['aws_rds_cluster.this["shared-01"]', 'aws_rds_cluster.this["spare"]',
+                       'aws_secretsmanager_secret.admin["shared-01"]', 'aws_secretsmanager_secret.admin["spare"]',
+                       'aws_secretsmanager_secret_version.admin["shared-01"]',
+                       'aws_secretsmanager_secret_version.admin["spare"]']
     assert statuses(applied["cluster_apply"]) == {"cluster": StackStatus.APPLIED}
 
 

@@ -173,7 +173,7 @@ def test_unknown_keys_with_did_you_mean() -> None:
     assert problems(clients(tenant(extra="rds_iam_ath = true"), head=head)) == [
         "clients.tfvars:1:14: settings.regoin: unknown key (did you mean `region`?); allowed: region, account_id, "
         "prefix, postgres_engine, target, allow_private_source_ips, default_tier, backend, postgres, "
-        "aws_endpoint_url",
+        "aws_endpoint_url, archive",
         "clients.tfvars:2:1: clusterz: unknown key (did you mean `clusters`?); allowed: clients, clusters, "
         "settings, tiers",
         "clients.tfvars:8:5: clients[0].rds_iam_ath: unknown key (did you mean `rds_iam_auth`?); allowed: name, "

@@ -29,7 +29,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: toolchain  ## every benchmark (slow; see bench/README.md)
+bench: toolchain  ## every benchmark (slow; README.md "Benchmarks")
 	bash bench/run_all.sh
 
 clean:

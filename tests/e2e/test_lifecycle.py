@@ -391,7 +391,8 @@ def test_lifecycle(project: Project) -> None:
 
 def assert_private(state_dir: Path) -> None:
     """Nothing under .tenantctl that can hold data or secrets is readable by other local users."""
-    shared = {state_dir / "routes.json"}  # the routing map: no secrets, read by proxies
+    # the routing map (no secrets) and the local CA's certificate (public; its key stays 0600): proxies read both
+    shared = {state_dir / "routes.json", state_dir / "local" / "ca" / "ca.pem"}
     exposed = []
 
     def reachable(path: Path) -> bool:  # every directory above it lets others through
@@ -408,3 +409,4 @@ def assert_private(state_dir: Path) -> None:
             exposed.append(f"{oct(mode)} {path}")
     assert not exposed, "readable by other users:\n" + "\n".join(exposed[:40])
     assert (state_dir / "routes.json").stat().st_mode & 0o777 == 0o644
+    assert (state_dir / "local" / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600

@@ -93,6 +93,9 @@ class PostgresSection:
             except ClusterNotCreatedError:
                 # Its endpoint and admin secret exist once the cluster stack is applied (as on aws): its
                 # tenants' roles and databases are planned in the next round, like their tenant stacks.
+                deferred.append(pipeline.SectionItem(
+                    tenant=None, action=DEFERRED, object=f"cluster {cluster.name}: its PostgreSQL baseline",
+                    detail="the maintenance database closed to PUBLIC, once the cluster exists"))
                 deferred += [pipeline.SectionItem(
                     tenant=state.name, action=DEFERRED, object=f"roles and databases of tenant {state.name}",
                     detail=f"cluster {cluster.name} is created by this plan; planned once it exists")

@@ -8,8 +8,9 @@ round itself and applies it only when it is exactly what the reviewed plan annou
 
 - only the stacks the reviewed plan listed as deferred have changes, and they only *create*;
 - nothing is refused, errored or deferred again;
-- the Postgres and routing sections change only those tenants, and nothing is loud (no access cut,
-  nothing re-pointed, no data left unrouted).
+- the Postgres and routing sections change only those tenants (and, on a cluster whose Postgres plan
+  was deferred because it did not exist yet, its baseline), and nothing is loud (no access cut, nothing
+  re-pointed, no data left unrouted).
 
 Anything else is refused (exit 3) after the first round, naming the second plan to review: the run
 fails visibly instead of applying something no one reviewed.
@@ -34,8 +35,35 @@ def deferred_stacks(root: Path, plan_id: str, stacks: Path | None = None) -> set
     return {s.stack for s in manifest.stacks if s.status == pipeline.StackStatus.DEFERRED}
 
 
-def follow_up_problems(planned: pipeline.PlanResult, deferred: set[str]) -> list[str]:
-    """Why the second-round plan is not just the deferred stacks' creation (empty: safe to apply)."""
+def deferred_clusters(root: Path, plan_id: str, model: Model, stacks: Path | None = None) -> set[str]:
+    """The clusters whose Postgres plan ``plan_id`` deferred: they had no endpoint yet (not created)."""
+    from tenantctl.postgres.engine import load_plans
+    from tenantctl.workflow.deploy import POSTGRES_PLAN
+
+    if model.settings.postgres_engine != "native":
+        return set()
+    _, plan_dir = pipeline.load_plan(Workspace.at(root, stacks), plan_id)
+    if not (plan_dir / POSTGRES_PLAN).exists():
+        return set()
+    return {c.name for c in model.clusters} - {plan.cluster for plan in load_plans(plan_dir / POSTGRES_PLAN)}
+
+
+def first_plan_baselines(planned: pipeline.PlanResult, clusters: set[str]) -> set[str]:
+    """The tenant-less actions (a new cluster's baseline) of the Postgres plans of ``clusters``."""
+    from tenantctl.postgres.engine import load_plans
+    from tenantctl.workflow.deploy import POSTGRES_PLAN
+
+    path = planned.plan_dir / POSTGRES_PLAN
+    if not clusters or not path.exists():
+        return set()
+    return {action.description for plan in load_plans(path) if plan.cluster in clusters
+            for action in plan.actions if not action.tenant}
+
+
+def follow_up_problems(planned: pipeline.PlanResult, deferred: set[str],
+                       baselines: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Why the second-round plan is not just the deferred stacks' creation (empty: safe to apply).
+    ``baselines``: the tenant-less Postgres actions of clusters the reviewed plan listed as deferred."""
     from tenantctl.report.document import ACCESS_ACTIONS
 
     problems = [str(v) for v in planned.violations]
@@ -55,6 +83,8 @@ def follow_up_problems(planned: pipeline.PlanResult, deferred: set[str]) -> list
         for item in section.items:
             if item.action in ACCESS_ACTIONS:
                 problems.append(f"{section.name}: {item.action} {item.object}")
+            elif item.tenant is None and section.name == "postgres" and item.object in baselines:
+                continue  # a deferred cluster's first plan: its baseline, announced as deferred
             elif item.action != "orphan" and item.tenant not in tenants:
                 problems.append(f"{section.name}: {item.action} {item.object} (not a deferred tenant)")
     return problems
@@ -75,7 +105,8 @@ def apply_deferred(root: Path, model: Model, reviewed_plan_id: str, *, confirm: 
         return None
     planned = deploy.plan_all(root, model, progress=progress, stacks=stacks, parallelism=parallelism,
                               lock_timeout=lock_timeout)
-    problems = follow_up_problems(planned, deferred)
+    clusters = deferred_clusters(root, reviewed_plan_id, model, stacks)
+    problems = follow_up_problems(planned, deferred, first_plan_baselines(planned, clusters))
     if problems:
         raise RefusedError(
             f"the second round (plan {planned.plan_id}) was not applied: it holds more than the creation of the "

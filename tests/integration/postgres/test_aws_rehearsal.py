@@ -38,6 +38,7 @@ settings = {{
   target           = "aws"
   region           = "eu-west-1"
   aws_endpoint_url = "{moto}"
+  archive          = "s3://rehearsal-archive/tenantctl"
   postgres = {{
     ssl_mode  = "verify-full"
     ca_bundle = "{ca}"
@@ -60,6 +61,8 @@ def rehearsal() -> Iterator[dict[str, Any]]:
     try:
         with tls_server() as (server, ca):
             secrets = client(AwsTarget("eu-west-1", moto.url), "secretsmanager")
+            client(AwsTarget("eu-west-1", moto.url), "s3").create_bucket(
+                Bucket="rehearsal-archive", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
             arn = secrets.create_secret(Name="rds!cluster-0123456789", SecretString=json.dumps(
                 {"username": server.admin_user, "password": PASSWORD}))["ARN"]
             yield {"root": root, "server": server, "ca": ca, "moto": moto.url, "arn": arn}
@@ -125,3 +128,51 @@ def test_bad_settings_name_the_cluster_and_change_nothing(rehearsal: dict[str, A
     assert done.returncode != 0
     assert expected in done.stderr and "cluster main" in done.stderr, done.stderr
     assert databases(rehearsal["server"]) == before
+
+
+def test_verify_credentials_routes_offboard_and_purge_on_the_aws_target(rehearsal: dict[str, Any]) -> None:
+    """Everything that refused the aws target before: through the connect address with verify-full, the
+    dumps to S3 by default (settings.archive). restore converges Terraform (hashicorp/aws >= 4.61, not
+    installable here): its Postgres steps are the ones offboarding's tests already cover on local."""
+    root = project(rehearsal, "lifecycle")
+    assert tenantctl(root, "pg", "plan").returncode == 0 and tenantctl(root, "pg", "apply").returncode == 0
+    verified = tenantctl(root, "verify", "--format", "json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["matrix"]["alpha"]["bravo"] == "denied"
+
+    shown = tenantctl(root, "credentials", "alpha", "--reveal", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    direct = json.loads(shown.stdout)
+    assert (direct["host"], direct["hostaddr"], direct["sslmode"]) == (ENDPOINT, "127.0.0.1", "verify-full")
+    with psycopg.connect(direct["dsn"]) as conn:  # the tenant's own path: endpoint name, tunnel, verified TLS
+        assert conn.execute("SELECT current_user").fetchone() == ("alpha",) and conn.info.pgconn.ssl_in_use
+
+    offboarded = tenantctl(root, "offboard", "alpha", "--yes", "--retain-days", "0", "--format", "json")
+    assert offboarded.returncode == 0, offboarded.stdout + offboarded.stderr
+    routes = json.loads((root / ".tenantctl" / "routes.json").read_text())
+    assert routes["clusters"]["main"]["host"] == ENDPOINT
+    assert routes["clusters"]["main"]["reader_host"] == ENDPOINT.replace(".cluster-", ".cluster-ro-")
+    assert routes["clusters"]["main"]["tls"] == {"mode": "verify-full", "ca_file": str(rehearsal["ca"])}
+    assert "hostaddr" not in routes["clusters"]["main"]  # the operator's tunnel is not the proxy's path
+    assert "alpha" not in {r["tenant"] for r in routes["tenants"].values()}
+    s3 = client(AwsTarget("eu-west-1", rehearsal["moto"]), "s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="rehearsal-archive").get("Contents", [])]
+    assert any(k.startswith("tenantctl/") and "alpha_app" in k for k in keys), keys
+    archived = {d for d in databases(rehearsal["server"]) if d.startswith("alpha_app__archived_")}
+    assert len(archived) == 1
+
+    purged = tenantctl(root, "purge", "--older-than", "0", "--format", "json")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not archived & databases(rehearsal["server"]), "the archived database was dropped after its dump checked"
+
+
+def test_the_aws_target_without_an_archive_bucket_refuses_to_offboard(rehearsal: dict[str, Any]) -> None:
+    root = project(rehearsal, "no-archive")
+    clients = root / "clients.tfvars"
+    clients.write_text(clients.read_text().replace('  archive          = "s3://rehearsal-archive/tenantctl"\n', ""))
+    assert tenantctl(root, "pg", "plan").returncode == 0 and tenantctl(root, "pg", "apply").returncode == 0
+    before = databases(rehearsal["server"])
+    refused = tenantctl(root, "offboard", "bravo", "--yes")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "settings.archive" in refused.stderr
+    assert databases(rehearsal["server"]) == before and "bravo" in clients.read_text()

@@ -422,3 +422,14 @@ def test_a_malformed_or_unexpected_message_in_the_mock_exchange_ends_it() -> Non
         if expected:
             assert error_of(actions)["C"] == expected
         assert session.state is s.State.CLOSED
+
+
+def test_a_cluster_behind_a_hostaddr_is_dialled_there_and_verified_by_name() -> None:
+    tls = ClusterTls("verify-full", "/p/ca.pem")
+    tunnelled = seal(RoutingMap(1, "2026-11-23T09:30:00Z", {
+        "c1": ClusterRoute("c1.cluster-x.eu-west-1.rds.amazonaws.com", 40001, tls, hostaddr="127.0.0.1")},
+        {"alice": MAP.tenants["alice"]}))
+    (action,) = Harness(routing_map=tunnelled).session().client_data(startup(user="alice", database="app"))
+    assert action == s.ConnectBackend(BackendTarget("c1", "c1.cluster-x.eu-west-1.rds.amazonaws.com", 40001, tls,
+                                                    "127.0.0.1"))
+    assert action.target.dial == "127.0.0.1" and action.target.host.endswith(".rds.amazonaws.com")

@@ -316,3 +316,24 @@ def test_the_checkers_reader_sees_what_python_hcl2_sees(
         assert sorted(ours, key=repr) == sorted(theirs, key=repr), name
         compared += len(ours)
     assert compared > 20
+
+
+def test_every_cluster_attribute_the_outputs_read_exists_at_both_ends(
+    make_model: Callable[..., Any], aws_schema: dict[str, Any], tmp_path: Path,
+) -> None:
+    """The resolver reads admin_secret_arn from `cluster.master_user_secret[0].secret_arn` (no password in the
+    state on aws): every `cluster.X` / `cluster.X[0].Y` the outputs read is in aws_rds_cluster's schema, and
+    from 4.61.0 on."""
+    import re
+
+    source = rendered(make_model(target="aws"), tmp_path)["cluster/outputs.tf"]
+    references = re.findall(r"= cluster\.(\w+)(?:\[0\]\.(\w+))?", source)
+    assert ("master_user_secret", "secret_arn") in references and len(references) >= 6
+    cluster = aws_schema["resources"]["aws_rds_cluster"]
+    for attribute, nested in references:
+        if nested:
+            block = cluster["blocks"][attribute]
+            assert block["computed"] and nested in block["arguments"], (attribute, nested)
+            assert block["arguments"][nested]["present_in_v4_61_0"] and not block["arguments"][nested]["sensitive"]
+        else:
+            assert attribute in cluster["arguments"], attribute

@@ -106,3 +106,17 @@ def test_reader_endpoints_are_listed_and_survive_a_round_trip() -> None:
     assert parsed["a"].reader_host == "r"
     with pytest.raises(InputError, match="reader_host"):
         endpoints_from_json({"a": {"host": "w", "port": 5432, "reader_host": 7}}, "endpoints.json")
+
+
+def test_a_hostaddr_is_dialled_while_tls_verifies_the_endpoint_name() -> None:
+    tls = ClusterTls("verify-full", "/p/ca.pem")
+    endpoints = {**ENDPOINTS, "shared-01": Endpoint("w.cluster-x.eu-west-1.rds.amazonaws.com", 40001, tls,
+                                                    hostaddr="127.0.0.1")}
+    routing_map = build_routing_map(desired(), endpoints, now=T0)
+    parsed = parse_map(serialize(routing_map), "routes.json").clusters["shared-01"]
+    assert (parsed.host, parsed.hostaddr, parsed.port, parsed.tls) == (
+        "w.cluster-x.eu-west-1.rds.amazonaws.com", "127.0.0.1", 40001, tls)
+    assert routing_map.clusters["vip"].hostaddr is None
+    assert endpoints_from_json({"a": {"host": "w", "port": 1, "hostaddr": "::1"}}, "ep.json")["a"].hostaddr == "::1"
+    with pytest.raises(InputError, match=r"ep.json: a.hostaddr: must be an IP address"):
+        endpoints_from_json({"a": {"host": "w", "port": 1, "hostaddr": "tunnel.example"}}, "ep.json")

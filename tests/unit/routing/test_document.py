@@ -73,6 +73,8 @@ def test_hand_formatted_file_is_accepted_through_the_slow_checksum_path() -> Non
         (lambda d: d["clusters"]["c1"].update(host="bad host; rm -rf"), "clusters.c1.host"),
         (lambda d: d["clusters"]["c1"].update(reader_host="bad host; rm -rf"), "clusters.c1.reader_host"),
         (lambda d: d["clusters"]["c1"].update(reader_host=5), "clusters.c1"),
+        (lambda d: d["clusters"]["c1"].update(hostaddr="evil.example"), "clusters.c1.hostaddr: must be an IP"),
+        (lambda d: d["clusters"]["c1"].update(hostaddr=["127.0.0.1"]), "clusters.c1.hostaddr"),
     ],
 )
 def test_invalid_content_is_refused_naming_the_field(edit: Any, message: str) -> None:

@@ -53,3 +53,16 @@ def test_anything_else_is_refused_and_named() -> None:
                     Section("postgres", items=(SectionItem("b", "create-database", "database b_db3"),)),
                     Section("postgres", error="cannot reach shared-01")]:
         assert follow_up_problems(planned([*UNCHANGED, CREATES_A], [section]), DEFERRED), section
+
+
+def test_a_deferred_clusters_baseline_passes_and_nothing_else_tenantless_does() -> None:
+    baseline = "database postgres: PUBLIC gets nothing (had CONNECT, TEMPORARY)"
+    round_two = [Section("postgres", items=(SectionItem(None, "set_database_privileges", baseline),
+                                            SectionItem("a", "create_database", "database a_db1")))]
+    assert follow_up_problems(planned([*UNCHANGED, CREATES_A], round_two), DEFERRED, {baseline}) == []
+    refused = follow_up_problems(planned([*UNCHANGED, CREATES_A], round_two), DEFERRED)  # not announced
+    assert refused == [f"postgres: set_database_privileges {baseline} (not a deferred tenant)"]
+    other = [Section("postgres", items=(SectionItem(None, "drop_role", "role old_admin"),))]
+    assert follow_up_problems(planned([*UNCHANGED, CREATES_A], other), DEFERRED, {baseline})
+    as_routing = [Section("routing", items=(SectionItem(None, "route-add", baseline),))]
+    assert follow_up_problems(planned([*UNCHANGED, CREATES_A], as_routing), DEFERRED, {baseline})

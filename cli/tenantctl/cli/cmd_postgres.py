@@ -292,7 +292,7 @@ class LocalPostgresService:
         if model is None:
             return {"clusters": {}, "url": "(no clients file: no clusters)"}
         servers = up_local_clusters(model, state_dir)
-        return self._describe({name: server for name, server in servers.items()})
+        return self._describe(state_dir, {name: server for name, server in servers.items()})
 
     def down(self, state_dir: Path) -> bool:
         from tenantctl.local.pgserver import down_local_clusters
@@ -305,13 +305,15 @@ class LocalPostgresService:
         statuses = local_clusters_status(state_dir)
         if not statuses or not all(s.running and s.server for s in statuses.values()):
             return None
-        return self._describe({name: s.server for name, s in statuses.items()})
+        return self._describe(state_dir, {name: s.server for name, s in statuses.items()})
 
     @staticmethod
-    def _describe(servers: dict[str, Any]) -> dict[str, Any]:
+    def _describe(state_dir: Path, servers: dict[str, Any]) -> dict[str, Any]:
+        from tenantctl.local.pki import ca_bundle
+
         clusters = {name: {"host": s.host, "port": s.port, "admin_user": s.admin_user,
                            "data_dir": str(s.data_dir), "log": str(s.log_file)} for name, s in servers.items()}
-        return {"clusters": clusters,
+        return {"clusters": clusters, "tls_ca_file": str(ca_bundle(state_dir)),
                 "url": ", ".join(f"{name}=postgresql://{s.host}:{s.port}" for name, s in sorted(servers.items()))}
 
 

@@ -66,8 +66,10 @@ def build(
     clients: Path = typer.Option(Path("clients.tfvars"), "--clients", "-c",
                                  help="The clients file (HCL .tfvars or .tfvars.json)."),
     endpoints: Path | None = typer.Option(
-        None, "--endpoints", "-e", help='JSON {"cluster": {"host": ..., "port": ..., "tls"?: {"mode": ...}}}. '
-        "Default: the running local servers (local target) or the applied cluster stack's outputs (aws)."),
+        None, "--endpoints", "-e", help='JSON {"cluster": {"host": ..., "port": ..., '
+        '"tls"?: {"mode": ..., "ca_file"?: ...}, "reader_host"?: ..., "hostaddr"?: IP}}. '
+        "Default: the applied cluster stack's outputs (endpoint names, "
+        "verify-full; on the local target through each cluster's local server)."),
     output: Path = typer.Option(Path(".tenantctl/routes.json"), "--out", "-o",
                                 help="Where to write the map (atomically). Its serial is continued."),
     publish: str | None = typer.Option(None, "--publish", help="Also upload the map to s3://BUCKET/KEY."),

@@ -42,8 +42,6 @@ RECORD_FILE = "tenantctl-server.json"
 LOG_FILE = "server.log"
 CONFIG_FILE = "tenantctl.conf"
 TLS_CONFIG_FILE = "tenantctl-tls.conf"
-SERVER_CERT = "server.crt"
-SERVER_KEY = "server.key"
 SERVICE_OS_USER = "postgres"
 START_TIMEOUT_S = 120
 
@@ -398,9 +396,11 @@ def _admin_password_file(state_dir: Path, cluster: str) -> Path:
 def _sync_admin_password(server: PgServer, state_dir: Path, current: str, wanted: str) -> None:
     """Make the server's admin password the cluster's master password (the one in its admin secret)."""
     if current != wanted:
-        with admin_connect(server, current) as connection:
+        from tenantctl.postgres.scram import scram_verifier
+
+        with admin_connect(server, current) as connection:  # a verifier: the password never reaches a log
             connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(server.admin_user), sql.Literal(wanted)))
+                sql.Identifier(server.admin_user), sql.Literal(scram_verifier(wanted))))
     atomic_write_text(_admin_password_file(state_dir, server.name), wanted + "\n", mode=0o600)
 
 
@@ -440,26 +440,37 @@ TLS_RELOAD_TIMEOUT_S = 10.0
 def ensure_server_tls(server: PgServer, state_dir: Path, names: tuple[str, ...] = ()) -> bool:
     """Serve TLS with a certificate from the project's local CA naming ``names`` (the endpoint names of the
     cluster stack's outputs) and the loopback names. Issues a new certificate and reloads the server only
-    when the current one does not name them all. Returns True when it did."""
+    when the current one does not name them all. Returns True when it did.
+
+    Crash-safe: a new key and certificate go to new files (``server-<serial>.*``); the TLS include file is
+    then switched to them in one rename, so a crash leaves either the old pair or the new one in force."""
+    import re
+    import secrets as token
+
     from tenantctl.local.pki import certificate_covers, ensure_ca, issue_server_certificate
 
     wanted = (*LOCAL_NAMES, *names)
     ca = ensure_ca(state_dir).read_bytes()
-    cert_path, key_path = server.data_dir / SERVER_CERT, server.data_dir / SERVER_KEY
-    current = cert_path.read_bytes() if cert_path.is_file() and key_path.is_file() else b""
     tls_config = server.data_dir / TLS_CONFIG_FILE
-    if current and tls_config.is_file() and certificate_covers(current, wanted, ca):
+    configured = re.search(r"ssl_cert_file = '([^']+)'", tls_config.read_text()) if tls_config.is_file() else None
+    cert_path = server.data_dir / configured.group(1) if configured else None
+    if cert_path is not None and cert_path.is_file() and certificate_covers(cert_path.read_bytes(), wanted, ca):
         return False
     issued = issue_server_certificate(state_dir, wanted)
-    for path, data in ((key_path, issued.key_pem), (cert_path, issued.cert_pem)):
+    stem = f"server-{token.token_hex(4)}"
+    for suffix, data in ((".key", issued.key_pem), (".crt", issued.cert_pem)):
+        path = server.data_dir / f"{stem}{suffix}"
         atomic_write_bytes(path, data, mode=0o600)
         _owned_by_service(path)
     atomic_write_text(tls_config, "# written by tenantctl: TLS from the project's local CA\n"
-                      f"ssl = on\nssl_cert_file = '{SERVER_CERT}'\nssl_key_file = '{SERVER_KEY}'\n"
+                      f"ssl = on\nssl_cert_file = '{stem}.crt'\nssl_key_file = '{stem}.key'\n"
                       "ssl_min_protocol_version = 'TLSv1.2'\n", mode=0o600)
     _owned_by_service(tls_config)
     _pg_ctl(_postgres_bindir(), server.data_dir, "reload")
     _wait_for_certificate(server, issued.cert_pem)
+    for old in server.data_dir.glob("server-*.*"):
+        if old.stem != stem and old.suffix in (".crt", ".key"):
+            old.unlink(missing_ok=True)
     return True
 
 

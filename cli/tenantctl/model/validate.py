@@ -54,7 +54,8 @@ CLUSTER_KEYS = ("min_acu", "max_acu", "engine_version", "max_tenants", "dedicate
 SETTINGS_KEYS = ("region", "account_id", "prefix", "postgres_engine", "target", "allow_private_source_ips",
                  "default_tier", "backend", "postgres", "aws_endpoint_url", "archive")
 POSTGRES_ACCESS_KEYS = ("ssl_mode", "ca_bundle", "connect", "iam_auth", "iam_user")
-ARCHIVE_LOCATION = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|[^\s:][^\n]*")
+# s3://BUCKET[/PREFIX], or a directory (anything else not starting with a URL scheme)
+ARCHIVE_LOCATION = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|(?![a-zA-Z][a-zA-Z0-9+.-]*:)[^\s][^\n]*")
 IAM_USER_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ENDPOINT_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?")

@@ -94,8 +94,9 @@ def test_certificates_are_reissued_only_for_new_names(state: Path) -> None:
     assert ensure_server_tls(server, state, (ENDPOINT,)) is True  # local up alone names only the loopback
     assert ensure_server_tls(server, state, (ENDPOINT,)) is False
     assert ensure_server_tls(server, state, (ENDPOINT, READER)) is True
-    key = server.data_dir / "server.key"
-    assert key.stat().st_mode & 0o777 == 0o600
+    keys = list(server.data_dir.glob("server-*.key"))
+    assert len(keys) == 1 and len(list(server.data_dir.glob("server-*.crt"))) == 1, "old pairs are removed"
+    assert keys[0].stat().st_mode & 0o777 == 0o600
     assert (ca_bundle(state).parent / "ca.key").stat().st_mode & 0o777 == 0o600
 
 
@@ -113,9 +114,34 @@ def test_an_unreadable_or_malformed_admin_secret_names_the_cluster(state: Path) 
 
 def test_the_admin_password_follows_the_master_password(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = up_local_clusters(MODEL, state)["main"]
+    with psycopg.connect(server.dsn(password="first-master-password"), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET log_statement = 'all'")  # the change must not log the password
+        conn.execute("SELECT pg_reload_conf()")
     monkeypatch.setenv("TF_VAR_master_password", "second-master-password")
     assert up_local_clusters(MODEL, state)["main"] == server
     with psycopg.connect(server.dsn(password="second-master-password")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(server.dsn(password="first-master-password")).close()
+    with psycopg.connect(server.dsn(password="second-master-password")) as conn:
+        assert conn.execute("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
+                            "WHERE rolname = current_user").fetchone() == (True,)
+    log = server.log_file.read_text()
+    assert "ALTER ROLE" in log and "second-master-password" not in log
+
+
+def test_a_crash_between_writing_the_new_pair_and_switching_keeps_the_server_startable(state: Path) -> None:
+    """A new key and certificate that were written but never switched to change nothing: the server keeps
+    serving (and restarts with) the pair its TLS file names, and the next check issues a fresh one."""
+    from tenantctl.local.pgserver import stop_server
+
+    server = up_local_clusters(MODEL, state)["main"]
+    (server.data_dir / "server-deadbeef.key").write_text("half-written")  # as left by a crash
+    stop_server(server.data_dir)
+    restarted = up_local_clusters(MODEL, state)["main"]
+    assert ensure_server_tls(restarted, state, (ENDPOINT,)) is True
+    with psycopg.connect(host=ENDPOINT, hostaddr="127.0.0.1", port=restarted.port, sslmode="verify-full",
+                         sslrootcert=str(ca_bundle(state)), user="tenantctl_admin",
+                         password="first-master-password", dbname="postgres") as conn:
+        assert conn.info.pgconn.ssl_in_use
+    assert not (server.data_dir / "server-deadbeef.key").exists()

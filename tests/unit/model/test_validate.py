@@ -260,3 +260,28 @@ def test_the_archive_takeover_names_are_refused() -> None:
 def test_tags_hold_printable_text_only() -> None:
     (problem,) = problems(clients(tenant(extra='tags = { team = "a\\nb" }')))
     assert "clients[0].tags.team: tags hold printable text only" in problem
+
+
+@pytest.mark.parametrize("location", ["s3://", "s3://B", "s3://ab", "https://bucket/x", "gs://bucket/x", " /x",
+                                      "s3:/bucket/x"])
+def test_an_archive_location_is_s3_or_a_directory(location: str) -> None:
+    found = problems(clients(tenant(), head=f'settings = {{ archive = "{location}" }}\n'))
+    assert len(found) == 1 and "settings.archive" in found[0] and "s3://BUCKET/PREFIX" in found[0], found
+
+
+@pytest.mark.parametrize("location", ["s3://my-archive/tenantctl", "s3://my.archive", "/srv/archive", "archive",
+                                      "./dumps dir"])
+def test_good_archive_locations_are_kept(location: str) -> None:
+    model = model_from_text(clients(tenant(), head=f'settings = {{ archive = "{location}" }}\n'))
+    assert model.settings.archive == location
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ('postgres = { iam_auth = "yes" }', "settings.postgres.iam_auth"),
+    ('postgres = { iam_user = "Admin" }', "settings.postgres.iam_user"),
+    ('postgres = { connect = { main = "10.0.0.1" } }', "settings.postgres.connect.main"),
+    ('postgres = { ssl_mode = "verify" }', "settings.postgres.ssl_mode"),
+])
+def test_bad_postgres_access_settings_name_the_field(text: str, path: str) -> None:
+    found = problems(clients(tenant(), head=f"settings = {{ {text} }}\n"))
+    assert len(found) == 1 and path in found[0], found

@@ -35,6 +35,7 @@ from tenantctl.model import model_from_text
 from tenantctl.model.desired import desired_state
 from tenantctl.postgres.connect import connect_admin
 from tenantctl.postgres.engine import apply_cluster, plan_cluster
+from tenantctl.terraform.manifest import AppliedManifest
 from tenantctl.terraform.secret_vars import MASTER_PASSWORD_VAR
 
 CLUSTERS = ("c1", "c2", "c3")
@@ -79,8 +80,7 @@ def main() -> int:
             outputs[cluster] = {"endpoint": f"{cluster}.cluster-b3nch0000000.eu-west-1.rds.amazonaws.com",
                                 "reader_endpoint": f"{cluster}.cluster-ro-b3nch0000000.eu-west-1.rds.amazonaws.com",
                                 "port": 5432, "admin_secret_arn": arn}
-        (state / "applied.json").write_text(json.dumps({"version": 1, "stacks": {"cluster": {
-            "content_hash": "bench", "plan_id": "bench", "applied_at": 0, "outputs": outputs}}}))
+        AppliedManifest(state / "applied.json").record("cluster", "bench", "bench", outputs)
 
         # --- per cluster: resolve (outputs + Secrets Manager + certificate check) and the first connection ---
         outputs_resolver(model, state).resolve("c1")  # certificates issued for the endpoint names (once)

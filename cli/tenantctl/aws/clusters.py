@@ -72,16 +72,22 @@ class OutputsClusterResolver:
     def facts(self, cluster: str) -> ClusterFacts:
         return cluster_facts(cluster, self.outputs)
 
-    def resolve(self, cluster: str) -> ClusterConnection:
-        if cluster in self._cache:
-            return self._cache[cluster]
-        facts = self.facts(cluster)
+    def tls(self, cluster: str) -> tuple[str, str | None]:
+        """The libpq ``sslmode`` and CA bundle every connection to ``cluster`` uses (verify-full by default)."""
         access = self.model.settings.postgres
         ca_bundle = access.ca_bundle or self.default_ca
         sslmode = access.ssl_mode or "verify-full"
         if sslmode in ("verify-full", "verify-ca") and not ca_bundle:
             raise BackendError(f"cluster {cluster}: TLS {sslmode} needs a CA bundle",
                                hint=f"download {RDS_CA_BUNDLE_URL} and set settings.postgres.ca_bundle to it")
+        return sslmode, ca_bundle or None
+
+    def resolve(self, cluster: str) -> ClusterConnection:
+        if cluster in self._cache:
+            return self._cache[cluster]
+        facts = self.facts(cluster)
+        access = self.model.settings.postgres
+        sslmode, ca_bundle = self.tls(cluster)
         connect = access.connect_address(cluster)
         peer = None
         if self.tunnel is not None:
@@ -90,7 +96,7 @@ class OutputsClusterResolver:
         username, password = self._login(cluster, facts)
         resolved = ClusterConnection(
             cluster=cluster, host=facts.endpoint, port=facts.port, admin_user=username, admin_password=password,
-            sslmode=sslmode, sslrootcert=ca_bundle or None,
+            sslmode=sslmode, sslrootcert=ca_bundle,
             connect_address=connect[0] if connect else None, connect_port=connect[1] if connect else None,
             peer_address=peer[0] if peer else None, peer_port=peer[1] if peer else None)
         self._cache[cluster] = resolved

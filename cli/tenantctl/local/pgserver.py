@@ -478,6 +478,8 @@ def _wait_for_certificate(server: PgServer, cert_pem: bytes) -> None:
     """A reload is asynchronous: wait until new connections get the new certificate."""
     import ssl
 
+    from tenantctl.proxy import wire  # the protocol's SSLRequest, as the proxy speaks it
+
     expected = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -486,8 +488,8 @@ def _wait_for_certificate(server: PgServer, cert_pem: bytes) -> None:
     while True:
         try:
             with socket.create_connection((server.host, server.port), timeout=2) as raw:
-                raw.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))  # SSLRequest
-                if raw.recv(1) == b"S":
+                raw.sendall(wire.encode_ssl_request())
+                if raw.recv(1) == wire.SSL_ACCEPT:
                     with context.wrap_socket(raw) as wrapped:
                         if wrapped.getpeercert(binary_form=True) == expected:
                             return

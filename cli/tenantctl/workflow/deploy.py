@@ -281,13 +281,12 @@ def cluster_endpoints(root: Path, model: Model) -> dict[str, Endpoint]:
     from tenantctl.routing.document import ClusterTls, TlsMode
 
     resolver = outputs_resolver(model, _state_dir(root))
-    access = model.settings.postgres
-    ca_file = access.ca_bundle or resolver.default_ca
-    mode: TlsMode = "verify-full" if ca_file and access.ssl_mode in ("", "verify-full", "verify-ca") else (
-        "require" if access.ssl_mode in ("", "require", "verify-full", "verify-ca") else "disable")
     endpoints = {}
     for name in resolver.outputs:
         facts = resolver.facts(name)
+        sslmode, ca_file = resolver.tls(name)  # the proxy has no verify-ca: it checks the name as well
+        mode: TlsMode = ("verify-full" if sslmode in ("verify-full", "verify-ca") else
+                         "require" if sslmode == "require" else "disable")
         hostaddr, port = (resolver.tunnel(name, facts.names) if resolver.tunnel is not None
                           else (None, facts.port))
         endpoints[name] = Endpoint(facts.endpoint, port, ClusterTls(mode, ca_file if mode == "verify-full" else None),

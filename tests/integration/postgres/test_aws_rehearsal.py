@@ -30,6 +30,7 @@ from tls_support import ENDPOINT, PASSWORD, tls_server  # type: ignore[import-no
 from tenantctl.aws.session import AwsTarget, client
 from tenantctl.local.moto import ensure_moto, stop_moto
 from tenantctl.local.pgserver import PgServer
+from tenantctl.terraform.manifest import AppliedManifest
 
 pytestmark = pytest.mark.postgres
 
@@ -78,13 +79,10 @@ def project(rehearsal: dict[str, Any], name: str, *, port: int | None = None, ca
     path.mkdir()
     (path / "clients.tfvars").write_text(CLIENTS.format(moto=rehearsal["moto"], ca=ca or rehearsal["ca"],
                                                         port=port or server.port))
-    applied = {"version": 1, "stacks": {"cluster": {
-        "content_hash": "h", "plan_id": "rehearsal", "applied_at": 0, "outputs": {"main": {
-            "endpoint": ENDPOINT, "reader_endpoint": ENDPOINT.replace(".cluster-", ".cluster-ro-"), "port": 5432,
-            "cluster_resource_id": "cluster-ABC", "arn": "arn:aws:rds:eu-west-1:123456789012:cluster:main",
-            "admin_secret_arn": arn or rehearsal["arn"]}}}}}
-    (path / ".tenantctl").mkdir()
-    (path / ".tenantctl" / "applied.json").write_text(json.dumps(applied))
+    AppliedManifest(path / ".tenantctl" / "applied.json").record("cluster", "h", "rehearsal", {"main": {
+        "endpoint": ENDPOINT, "reader_endpoint": ENDPOINT.replace(".cluster-", ".cluster-ro-"), "port": 5432,
+        "cluster_resource_id": "cluster-ABC", "arn": "arn:aws:rds:eu-west-1:123456789012:cluster:main",
+        "admin_secret_arn": arn or rehearsal["arn"]}})
     return path
 
 

@@ -23,6 +23,7 @@ from tenantctl.local.pgserver import down_local_clusters, ensure_server_tls, up_
 from tenantctl.local.pki import ca_bundle
 from tenantctl.model import model_from_text
 from tenantctl.postgres.connect import ClusterNotCreatedError, connect_admin
+from tenantctl.terraform.manifest import AppliedManifest
 
 pytestmark = pytest.mark.postgres
 
@@ -52,8 +53,7 @@ def record_outputs(state: Path, secret_arn: str | None) -> None:
     outputs = {"main": {"endpoint": ENDPOINT, "reader_endpoint": READER, "port": 5432,
                         "cluster_resource_id": "cluster-X", "arn": "arn:aws:rds:eu-west-1:123456789012:cluster:main",
                         "admin_secret_arn": secret_arn}}
-    (state / "applied.json").write_text(json.dumps({"version": 1, "stacks": {"cluster": {
-        "content_hash": "h", "plan_id": "p", "applied_at": 0, "outputs": outputs}}}))
+    AppliedManifest(state / "applied.json").record("cluster", "h", "p", outputs)
 
 
 def admin_secret(state: Path, password: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tls_support  # type: ignore[import-not-found]
-from tls_support import ENDPOINT, PASSWORD, make_pki  # type: ignore[import-not-found]
+from tls_support import ENDPOINT, PASSWORD, make_ca  # type: ignore[import-not-found]
 
 from tenantctl.errors import BackendError
 from tenantctl.local.pgserver import PgServer
@@ -62,7 +62,7 @@ def test_a_missing_ca_bundle_is_refused_before_connecting(tls_server: tuple[PgSe
 
 def test_another_ca_is_refused(tls_server: tuple[PgServer, Path], tmp_path: Path) -> None:
     server, _ca = tls_server
-    other_ca, _, _ = make_pki(tmp_path, ENDPOINT)
+    other_ca = make_ca(tmp_path)
     with pytest.raises(BackendError, match="cannot connect to cluster main"):
         connect_admin(through_tunnel(server, other_ca))
 
